@@ -1,0 +1,660 @@
+//! The writer side of the scoreboard, used by avisd only.
+//!
+//! avisd creates the file or re-attaches to a compatible one (counters go on counting
+//! across restarts), holds an exclusive lock on it while it runs (a second avisd on the
+//! same file refuses to start), and hands one [`WorkerSlot`] to each worker. A worker
+//! bumps counters in its own shard, so workers never contend on a cache line.
+
+use std::fs::{self, File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::time::Duration;
+
+use crate::layout::{self, HEADER_WORDS, MAGIC, Regions, TEXT_WORDS, header, slot};
+use crate::map::Words;
+use crate::{Counter, Gauge, LATENCY, TABLE_HASH, TextField, WorkerState, now_ms};
+
+/// Why the scoreboard could not be opened for writing.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreboardError {
+    /// Another live avisd holds the file.
+    #[error(
+        "scoreboard {path} is held by another running avisd (pid {pid}); stop it first or use another --scoreboard"
+    )]
+    Busy {
+        /// The file.
+        path: PathBuf,
+        /// The pid the header names.
+        pid: u64,
+    },
+    /// More workers were asked for than the layout has slots.
+    #[error("max_servers {asked} exceeds the scoreboard's {max} worker slots")]
+    TooManyWorkers {
+        /// Requested.
+        asked: usize,
+        /// Available.
+        max: usize,
+    },
+    /// Creating, locking or mapping failed.
+    #[error("scoreboard {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// What avisd writes into the header when it attaches.
+#[derive(Debug, Clone, Default)]
+pub struct WriterInfo {
+    /// sysDescr: program and version.
+    pub descr: String,
+    /// sysName.
+    pub name: String,
+    /// sysContact.
+    pub contact: String,
+    /// sysLocation.
+    pub location: String,
+    /// Worker slots to mark idle (`max_servers`).
+    pub workers: usize,
+}
+
+/// How a message received by avisd was finally answered: one ledger outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx after the back end accepted it.
+    Relayed,
+    /// 5xx.
+    Rejected,
+    /// 2xx, dropped by policy.
+    Discarded,
+    /// 2xx, returned to the sender with a DSN.
+    Bounced,
+    /// 2xx, kept in quarantine only.
+    Quarantined,
+    /// 4xx, or never answered.
+    TempFailed,
+}
+
+impl Outcome {
+    const fn counter(self) -> Counter {
+        match self {
+            Outcome::Relayed => Counter::LedgerRelayed,
+            Outcome::Rejected => Counter::LedgerRejected,
+            Outcome::Discarded => Counter::LedgerDiscarded,
+            Outcome::Bounced => Counter::LedgerBounced,
+            Outcome::Quarantined => Counter::LedgerQuarantined,
+            Outcome::TempFailed => Counter::LedgerTempFailed,
+        }
+    }
+}
+
+/// A timed stage of the latency histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// MAIL FROM to the end of DATA.
+    Receive,
+    /// MIME and archive decoding.
+    Decode,
+    /// Virus scanning.
+    Virus,
+    /// Spam scanning.
+    Spam,
+    /// Forwarding until the back end answered.
+    Forward,
+    /// The whole message.
+    Total,
+}
+
+/// Upper bounds of the latency buckets in milliseconds; the last bucket is unbounded.
+pub const LATENCY_BOUNDS_MS: [u64; 12] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000];
+
+impl Stage {
+    /// Every stage, in table order.
+    pub const ALL: [Stage; 6] = [
+        Stage::Receive,
+        Stage::Decode,
+        Stage::Virus,
+        Stage::Spam,
+        Stage::Forward,
+        Stage::Total,
+    ];
+
+    const fn index(self) -> usize {
+        match self {
+            Stage::Receive => 0,
+            Stage::Decode => 1,
+            Stage::Virus => 2,
+            Stage::Spam => 3,
+            Stage::Forward => 4,
+            Stage::Total => 5,
+        }
+    }
+
+    /// The count, sum and bucket counters of this stage.
+    pub fn counters(self) -> (Counter, Counter, [Counter; 13]) {
+        LATENCY[self.index()]
+    }
+
+    /// Lower-case name, for logs and columns.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::Receive => "receive",
+            Stage::Decode => "decode",
+            Stage::Virus => "virus",
+            Stage::Spam => "spam",
+            Stage::Forward => "forward",
+            Stage::Total => "total",
+        }
+    }
+}
+
+/// An external back end whose health is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scanner {
+    /// The primary clamd.
+    Clamd,
+    /// The backup clamd list.
+    ClamdBackup,
+    /// SpamAssassin spamd.
+    Spamd,
+    /// rspamd.
+    Rspamd,
+    /// The back-end MTA avisd forwards to.
+    Backend,
+}
+
+/// How one request to a back end went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanResult {
+    /// Answered.
+    Ok,
+    /// Failed (refused, protocol error, error reply).
+    Error,
+    /// Timed out.
+    Timeout,
+}
+
+impl Scanner {
+    /// Requests, errors, timeouts and the last-latency gauge of this back end.
+    pub const fn handles(self) -> (Counter, Counter, Counter, Gauge) {
+        match self {
+            Scanner::Clamd => (
+                Counter::ScannerClamdRequests,
+                Counter::ScannerClamdErrors,
+                Counter::ScannerClamdTimeouts,
+                Gauge::ScannerClamdLastLatencyMs,
+            ),
+            Scanner::ClamdBackup => (
+                Counter::ScannerClamdBackupRequests,
+                Counter::ScannerClamdBackupErrors,
+                Counter::ScannerClamdBackupTimeouts,
+                Gauge::ScannerClamdBackupLastLatencyMs,
+            ),
+            Scanner::Spamd => (
+                Counter::ScannerSpamdRequests,
+                Counter::ScannerSpamdErrors,
+                Counter::ScannerSpamdTimeouts,
+                Gauge::ScannerSpamdLastLatencyMs,
+            ),
+            Scanner::Rspamd => (
+                Counter::ScannerRspamdRequests,
+                Counter::ScannerRspamdErrors,
+                Counter::ScannerRspamdTimeouts,
+                Gauge::ScannerRspamdLastLatencyMs,
+            ),
+            Scanner::Backend => (
+                Counter::ScannerBackendRequests,
+                Counter::ScannerBackendErrors,
+                Counter::ScannerBackendTimeouts,
+                Gauge::ScannerBackendLastLatencyMs,
+            ),
+        }
+    }
+}
+
+/// The scoreboard as avisd holds it: mapped read-write and locked.
+#[derive(Debug)]
+pub struct Scoreboard {
+    words: Words,
+    regions: Regions,
+    taken: Vec<AtomicBool>,
+    generation: u64,
+    path: PathBuf,
+    // Held for the flock; closing the file would drop the lock.
+    _file: File,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreboardError + '_ {
+    move |source| ScoreboardError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Scoreboard {
+    /// Creates the file at `path`, or re-attaches to a compatible one so counters keep
+    /// counting. Refuses while another live avisd holds it. Clears the worker slots,
+    /// counting what the previous writer left in flight as temp-failed (the sender never
+    /// got a 2xx for it and will retry) and its busy workers as gone.
+    pub fn open(path: &Path, info: &WriterInfo) -> Result<Arc<Scoreboard>, ScoreboardError> {
+        let regions = Regions::current();
+        if info.workers > regions.n_slots {
+            return Err(ScoreboardError::TooManyWorkers {
+                asked: info.workers,
+                max: regions.n_slots,
+            });
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io_err(path))?;
+        }
+        let (file, words) = match File::options().read(true).write(true).open(path) {
+            Ok(file) => {
+                lock(&file, path)?;
+                let words = Words::map_rw(&file).map_err(io_err(path))?;
+                if compatible(&words, &regions) {
+                    (file, words)
+                } else {
+                    // Keep the old file locked until the new one is in place.
+                    let fresh = create(path, &regions)?;
+                    drop((file, words));
+                    fresh
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path, &regions)?,
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let w = |i: usize| words.get(i);
+        let generation = w(header::GENERATION).map_or(0, |g| g.load(Ordering::Relaxed)) + 1;
+        let board = Scoreboard {
+            taken: (0..regions.n_slots).map(|_| AtomicBool::new(false)).collect(),
+            words,
+            regions,
+            generation,
+            path: path.to_path_buf(),
+            _file: file,
+        };
+        board.reconcile_previous_writer();
+        board.set_header(header::WRITER_PID, u64::from(std::process::id()));
+        board.set_header(header::GENERATION, generation);
+        board.set_header(header::HEARTBEAT_MS, now_ms());
+        for (field, text) in TextField::ALL
+            .into_iter()
+            .zip([&info.descr, &info.name, &info.contact, &info.location])
+        {
+            board.set_text(field, text);
+        }
+        let now = now_ms();
+        for s in 0..board.regions.n_slots {
+            let state = if s < info.workers {
+                WorkerState::Idle
+            } else {
+                WorkerState::Unused
+            };
+            board.write_slot(s, |b| {
+                b.slot_word(s, slot::STATE)
+                    .store(u64::from(state.code()), Ordering::Relaxed);
+                b.slot_word(s, slot::STATE_SINCE_MS).store(now, Ordering::Relaxed);
+                b.slot_word(s, slot::BUSY_SINCE_MS).store(now, Ordering::Relaxed);
+                b.slot_word(s, slot::GENERATION).store(generation, Ordering::Relaxed);
+                b.clear_ids(s);
+            });
+        }
+        board.set_header(header::ATTACHED, 1);
+        Ok(Arc::new(board))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This writer's generation (attach count).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Unix ms when the counters started.
+    pub fn started_ms(&self) -> u64 {
+        self.word(header::STARTED_MS).load(Ordering::Relaxed)
+    }
+
+    /// Tells readers the writer is alive; call about once a second.
+    pub fn heartbeat(&self) {
+        self.set_header(header::HEARTBEAT_MS, now_ms());
+    }
+
+    /// Adds `n` to a daemon-level counter (shard 0), for events outside any worker.
+    pub fn bump(&self, c: Counter, n: u64) {
+        self.counter_word(0, c).fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a stored gauge.
+    pub fn set_gauge(&self, g: Gauge, v: u64) {
+        if let Some(w) = self.words.get(self.regions.gauges + g as usize) {
+            w.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes worker slot `index` for the caller alone; `None` if out of range or taken.
+    pub fn take_slot(self: &Arc<Self>, index: usize) -> Option<WorkerSlot> {
+        let flag = self.taken.get(index)?;
+        if flag.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let slot = WorkerSlot {
+            board: Arc::clone(self),
+            index,
+        };
+        slot.set_state_reset(WorkerState::Idle);
+        Some(slot)
+    }
+
+    /// Slots that `open` marked idle or that are taken.
+    pub fn slot_count(&self) -> usize {
+        self.regions.n_slots
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        // Indices are computed from our own regions, always in bounds of our own file.
+        self.words.get(i).unwrap_or(&DUMMY)
+    }
+
+    fn set_header(&self, i: usize, v: u64) {
+        self.word(i).store(v, Ordering::Relaxed);
+    }
+
+    fn counter_word(&self, shard: usize, c: Counter) -> &AtomicU64 {
+        self.word(self.regions.counter(shard, c as usize))
+    }
+
+    fn slot_word(&self, s: usize, w: usize) -> &AtomicU64 {
+        self.word(self.regions.slot(s, w))
+    }
+
+    fn set_text(&self, field: TextField, text: &str) {
+        let base = header::TEXT + field as usize * TEXT_WORDS;
+        store_bytes(|i| self.word(base + i), TEXT_WORDS, text.as_bytes());
+    }
+
+    fn clear_ids(&self, s: usize) {
+        for i in 0..slot::ID_WORDS {
+            self.slot_word(s, slot::MAIL_ID + i).store(0, Ordering::Relaxed);
+            self.slot_word(s, slot::QUEUE_ID + i).store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Changes slot `s` inside its seqlock, so readers see all of the change or none.
+    fn write_slot(&self, s: usize, f: impl FnOnce(&Self)) {
+        let seq = self.slot_word(s, slot::SEQ);
+        let start = seq.load(Ordering::Relaxed);
+        seq.store(start.wrapping_add(1) | 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        f(self);
+        seq.store((start | 1).wrapping_add(1), Ordering::Release);
+    }
+
+    fn reconcile_previous_writer(&self) {
+        for s in 0..self.regions.n_slots {
+            let in_flight = self.slot_word(s, slot::IN_FLIGHT).load(Ordering::Relaxed);
+            let state = WorkerState::from_code(self.slot_word(s, slot::STATE).load(Ordering::Relaxed) as u8);
+            let busy = state.is_some_and(|st| st != WorkerState::Unused && !st.is_idle_letter());
+            if busy {
+                self.bump(Counter::ProcGone, 1);
+            }
+            if in_flight > 0 {
+                self.write_slot(s, |b| {
+                    b.counter_word(s + 1, Counter::LedgerTempFailed)
+                        .fetch_add(in_flight, Ordering::Relaxed);
+                    b.slot_word(s, slot::IN_FLIGHT).store(0, Ordering::Relaxed);
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Scoreboard {
+    fn drop(&mut self) {
+        let now = now_ms();
+        for s in 0..self.regions.n_slots {
+            self.write_slot(s, |b| {
+                b.slot_word(s, slot::STATE)
+                    .store(u64::from(WorkerState::Unused.code()), Ordering::Relaxed);
+                b.slot_word(s, slot::STATE_SINCE_MS).store(now, Ordering::Relaxed);
+            });
+        }
+        self.set_header(header::ATTACHED, 0);
+    }
+}
+
+static DUMMY: AtomicU64 = AtomicU64::new(0);
+
+fn store_bytes<'a>(word: impl Fn(usize) -> &'a AtomicU64, words: usize, bytes: &[u8]) {
+    let max = words * 8 - 1; // keep a NUL at the end
+    let mut cut = bytes.len().min(max);
+    while cut > 0 && cut < bytes.len() && (bytes[cut] & 0xC0) == 0x80 {
+        cut -= 1; // never split a UTF-8 sequence
+    }
+    let mut buf = vec![0u8; words * 8];
+    buf[..cut].copy_from_slice(&bytes[..cut]);
+    for (i, chunk) in buf.chunks_exact(8).enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        word(i).store(u64::from_le_bytes(b), Ordering::Relaxed);
+    }
+}
+
+fn lock(file: &File, path: &Path) -> Result<(), ScoreboardError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => {
+            let pid = Words::map_ro(file)
+                .ok()
+                .and_then(|w| w.get(header::WRITER_PID).map(|p| p.load(Ordering::Relaxed)));
+            Err(ScoreboardError::Busy {
+                path: path.to_path_buf(),
+                pid: pid.unwrap_or(0),
+            })
+        }
+        Err(TryLockError::Error(e)) => Err(io_err(path)(e)),
+    }
+}
+
+fn compatible(words: &Words, regions: &Regions) -> bool {
+    let h = |i: usize| words.get(i).map(|w| w.load(Ordering::Relaxed));
+    words.len() >= regions.total_words
+        && h(header::MAGIC) == Some(MAGIC)
+        && h(header::LAYOUT_VERSION) == Some(layout::LAYOUT_VERSION)
+        && h(header::TABLE_HASH) == Some(TABLE_HASH)
+        && h(header::N_COUNTERS) == Some(regions.n_counters as u64)
+        && h(header::COUNTER_STRIDE) == Some(regions.counter_stride as u64)
+        && h(header::N_GAUGES) == Some(regions.n_gauges as u64)
+        && h(header::N_SLOTS) == Some(regions.n_slots as u64)
+        && h(header::SLOT_WORDS) == Some(regions.slot_words as u64)
+}
+
+/// Builds a new file beside `path`, fills the header (magic last) and renames it into
+/// place, so a reader never sees a half-made header.
+fn create(path: &Path, regions: &Regions) -> Result<(File, Words), ScoreboardError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_err(path))?;
+    lock(&file, path)?;
+    file.set_len((regions.total_words * 8) as u64).map_err(io_err(path))?;
+    let words = Words::map_rw(&file).map_err(io_err(path))?;
+    let set = |i: usize, v: u64| {
+        if let Some(w) = words.get(i) {
+            w.store(v, Ordering::Relaxed);
+        }
+    };
+    set(header::LAYOUT_VERSION, layout::LAYOUT_VERSION);
+    set(header::TABLE_HASH, TABLE_HASH);
+    set(header::N_COUNTERS, regions.n_counters as u64);
+    set(header::COUNTER_STRIDE, regions.counter_stride as u64);
+    set(header::N_GAUGES, regions.n_gauges as u64);
+    set(header::N_SLOTS, regions.n_slots as u64);
+    set(header::SLOT_WORDS, regions.slot_words as u64);
+    set(header::STARTED_MS, now_ms());
+    debug_assert!(header::TEXT + 4 * TEXT_WORDS <= HEADER_WORDS);
+    fence(Ordering::Release);
+    set(header::MAGIC, MAGIC);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    Ok((file, words))
+}
+
+/// One worker's slot and counter shard. Only its owner writes them, so bumps never
+/// contend with other workers. Dropping it returns the slot to idle; a message still in
+/// flight then is counted as temp-failed, because its sender never got an answer.
+#[derive(Debug)]
+pub struct WorkerSlot {
+    board: Arc<Scoreboard>,
+    index: usize,
+}
+
+impl WorkerSlot {
+    /// The slot number.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The scoreboard the slot belongs to.
+    pub fn board(&self) -> &Arc<Scoreboard> {
+        &self.board
+    }
+
+    /// Adds `n` to a counter in this worker's shard.
+    #[inline]
+    pub fn bump(&self, c: Counter, n: u64) {
+        self.board
+            .counter_word(self.index + 1, c)
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Enters `state`, keeping the busy timestamp.
+    pub fn set_state(&self, state: WorkerState) {
+        let (b, s) = (&self.board, self.index);
+        b.write_slot(s, |b| {
+            b.slot_word(s, slot::STATE)
+                .store(u64::from(state.code()), Ordering::Relaxed);
+            b.slot_word(s, slot::STATE_SINCE_MS).store(now_ms(), Ordering::Relaxed);
+        });
+    }
+
+    /// Enters `state` and resets the busy timestamp, as amavisd does at A and m.
+    pub fn set_state_reset(&self, state: WorkerState) {
+        let (b, s) = (&self.board, self.index);
+        let now = now_ms();
+        b.write_slot(s, |b| {
+            b.slot_word(s, slot::STATE)
+                .store(u64::from(state.code()), Ordering::Relaxed);
+            b.slot_word(s, slot::STATE_SINCE_MS).store(now, Ordering::Relaxed);
+            b.slot_word(s, slot::BUSY_SINCE_MS).store(now, Ordering::Relaxed);
+            if state == WorkerState::Accepted {
+                b.slot_word(s, slot::CONNECTIONS).fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// Shows the current mail id and MTA queue id (each cut to 31 bytes).
+    pub fn set_ids(&self, mail_id: &str, queue_id: &str) {
+        let (b, s) = (&self.board, self.index);
+        b.write_slot(s, |b| {
+            store_bytes(
+                |i| b.slot_word(s, slot::MAIL_ID + i),
+                slot::ID_WORDS,
+                mail_id.as_bytes(),
+            );
+            store_bytes(
+                |i| b.slot_word(s, slot::QUEUE_ID + i),
+                slot::ID_WORDS,
+                queue_id.as_bytes(),
+            );
+        });
+    }
+
+    /// Clears the ids (the message is done).
+    pub fn clear_ids(&self) {
+        let (b, s) = (&self.board, self.index);
+        b.write_slot(s, |b| b.clear_ids(s));
+    }
+
+    /// Ledger: avisd took a message (its DATA completed) and owes its sender an answer.
+    pub fn message_received(&self) {
+        let (b, s) = (&self.board, self.index);
+        b.write_slot(s, |b| {
+            b.counter_word(s + 1, Counter::LedgerReceived)
+                .fetch_add(1, Ordering::Relaxed);
+            b.slot_word(s, slot::IN_FLIGHT).fetch_add(1, Ordering::Relaxed);
+        });
+    }
+
+    /// Ledger: the message was answered with `outcome`. Ignored when none is in flight.
+    pub fn message_answered(&self, outcome: Outcome) {
+        let (b, s) = (&self.board, self.index);
+        if b.slot_word(s, slot::IN_FLIGHT).load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        b.write_slot(s, |b| {
+            b.counter_word(s + 1, outcome.counter()).fetch_add(1, Ordering::Relaxed);
+            b.slot_word(s, slot::IN_FLIGHT).fetch_sub(1, Ordering::Relaxed);
+            b.slot_word(s, slot::MSGS_DONE).fetch_add(1, Ordering::Relaxed);
+        });
+    }
+
+    /// Records how long `stage` took, in its histogram.
+    pub fn observe(&self, stage: Stage, took: Duration) {
+        let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        let (count, sum, buckets) = stage.counters();
+        let i = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(LATENCY_BOUNDS_MS.len());
+        self.bump(count, 1);
+        self.bump(sum, ms);
+        self.bump(buckets[i], 1);
+    }
+
+    /// Records one request to a back end: its result and how long it took.
+    pub fn scanner(&self, scanner: Scanner, result: ScanResult, took: Duration) {
+        let (requests, errors, timeouts, last) = scanner.handles();
+        self.bump(requests, 1);
+        match result {
+            ScanResult::Ok => {}
+            ScanResult::Error => self.bump(errors, 1),
+            ScanResult::Timeout => self.bump(timeouts, 1),
+        }
+        self.board
+            .set_gauge(last, u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+    }
+}
+
+impl Drop for WorkerSlot {
+    fn drop(&mut self) {
+        let (b, s) = (&self.board, self.index);
+        let in_flight = b.slot_word(s, slot::IN_FLIGHT).load(Ordering::Relaxed);
+        let now = now_ms();
+        b.write_slot(s, |b| {
+            if in_flight > 0 {
+                b.counter_word(s + 1, Counter::LedgerTempFailed)
+                    .fetch_add(in_flight, Ordering::Relaxed);
+                b.slot_word(s, slot::IN_FLIGHT).store(0, Ordering::Relaxed);
+            }
+            b.slot_word(s, slot::STATE)
+                .store(u64::from(WorkerState::Idle.code()), Ordering::Relaxed);
+            b.slot_word(s, slot::STATE_SINCE_MS).store(now, Ordering::Relaxed);
+            b.clear_ids(s);
+        });
+        if let Some(flag) = b.taken.get(s) {
+            flag.store(false, Ordering::Release);
+        }
+    }
+}

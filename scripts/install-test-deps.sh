@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs, from Debian, the real programs the end-to-end tests talk to.
+# Idempotent and quiet; .ci/run calls it, and so can a developer on a fresh machine.
+set -euo pipefail
+
+packages=(
+  snmp snmpd                 # net-snmp: snmpget/snmpbulkwalk/snmptranslate, and snmpd as AgentX master
+  monitoring-plugins-basic   # Nagios check_snmp
+  tmux                       # a real terminal for the TUI test
+  postfix swaks              # Postfix topologies, smtp-source/smtp-sink; swaks as an SMTP client
+  python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Postfix asks how to configure itself; the tests run private instances, so: none.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The packaged daemons are not ours to run; tests start private instances on loopback.
+  for svc in snmpd postfix; do
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+    service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi
+
+# net-snmp's tools must find the standard MIB modules and ours (snmp-mibs-downloader is
+# non-free; the SNMPv2 modules ship with libsnmp-base, which snmp depends on).
+for tool in snmpget snmpbulkwalk snmptranslate snmpd tmux swaks smtp-source smtp-sink postconf; do
+  command -v "$tool" >/dev/null 2>&1 || { [ -x "/usr/sbin/$tool" ] || { echo "missing after install: $tool" >&2; exit 1; }; }
+done
+echo "test dependencies present"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what the end-to-end tests talk to (net-snmp,
+# Postfix, tmux...) and runs every test of the workspace, unit and end-to-end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-test-deps.sh
+cargo test --workspace --all-targets "$@"
