@@ -2,6 +2,8 @@
 //! two threads bumping their own shards versus the same word, and one reader snapshot.
 //! Run: `cargo bench -p agent-mib --bench counters`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

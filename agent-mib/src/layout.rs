@@ -161,3 +161,8 @@ impl Regions {
         self.slots + s * self.slot_words + w
     }
 }
+
+const _: () = assert!(
+    header::TEXT + 4 * TEXT_WORDS <= HEADER_WORDS,
+    "header strings overrun the header"
+);

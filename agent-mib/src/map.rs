@@ -5,6 +5,7 @@
 //! Readers map it read-only and must only use `Relaxed` loads ordered by fences
 //! (atomic read-modify-writes on read-only memory fault; see `core::sync::atomic`).
 #![allow(unsafe_code)]
+#![allow(clippy::len_without_is_empty)]
 
 use std::fs::File;
 use std::io;
@@ -44,11 +45,6 @@ impl Words {
     /// Number of words mapped.
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    /// Whether nothing is mapped.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Word `i`, or `None` past the end.

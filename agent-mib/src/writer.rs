@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::time::Duration;
 
-use crate::layout::{self, HEADER_WORDS, MAGIC, Regions, TEXT_WORDS, header, slot};
+use crate::layout::{self, MAGIC, Regions, TEXT_WORDS, header, slot};
 use crate::map::Words;
 use crate::{Counter, Gauge, LATENCY, TABLE_HASH, TextField, WorkerState, now_ms};
 
@@ -504,7 +504,6 @@ fn create(path: &Path, regions: &Regions) -> Result<(File, Words), ScoreboardErr
     set(header::N_SLOTS, regions.n_slots as u64);
     set(header::SLOT_WORDS, regions.slot_words as u64);
     set(header::STARTED_MS, now_ms());
-    debug_assert!(header::TEXT + 4 * TEXT_WORDS <= HEADER_WORDS);
     fence(Ordering::Release);
     set(header::MAGIC, MAGIC);
     fs::rename(&tmp, path).map_err(io_err(path))?;

@@ -1,6 +1,8 @@
 //! The scoreboard contract: what avisd writes, the monitors read, across restarts,
 //! recreation, crashes and concurrent updates.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -26,7 +28,7 @@ fn info(workers: usize) -> WriterInfo {
     }
 }
 
-fn open(path: &PathBuf, workers: usize) -> Arc<Scoreboard> {
+fn open(path: &std::path::Path, workers: usize) -> Arc<Scoreboard> {
     Scoreboard::open(path, &info(workers)).expect("open scoreboard")
 }
 
@@ -215,7 +217,7 @@ fn readers_never_see_the_ledger_out_of_balance_while_workers_run() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     slot.message_received();
                     slot.set_state(WorkerState::Forward);
-                    slot.message_answered(if n % 2 == 0 {
+                    slot.message_answered(if n.is_multiple_of(2) {
                         Outcome::Relayed
                     } else {
                         Outcome::TempFailed

@@ -1,6 +1,8 @@
 //! The table: every AMAVIS-MIB object of amavisd-new is there with its OID, name and
 //! type, and the shipped MIB file is exactly the one the table generates.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use agent_mib::{AMAVIS_OID, AVIS_OID, Feed, OBJECTS, Syntax, by_name, by_oid, dotted, mib_text};
 
 fn amavis_objects() -> impl Iterator<Item = &'static agent_mib::MibObject> {

@@ -1,5 +1,7 @@
 //! How raw scoreboard values become SNMP values, and that header strings survive any input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use agent_mib::snapshot::{Raw, iso8601_utc};
 use agent_mib::{Syntax, Value};
 use proptest::prelude::*;

@@ -1,1 +1,164 @@
-//! End-to-end tests live in tests/.
+//! Support for the end-to-end tests in `tests/tests/`: finding the workspace's binaries,
+//! private temporary directories, free loopback ports, and child processes that are
+//! killed (by their own PID) when a test ends, however it ends.
+//!
+//! Test support panics on purpose: a failed setup is a failed test.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The path of a binary of this workspace (built by `cargo test --workspace`).
+/// Panics with a clear message when it is missing: an end-to-end test never passes
+/// without the thing it tests.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not built; run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// Panics unless an external program is on PATH (or in /usr/sbin); tests that need a
+/// Debian package fail loudly without it. `scripts/install-test-deps.sh` installs them.
+pub fn require_tool(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/lib/postfix/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| panic!("`{name}` is not installed; run scripts/install-test-deps.sh"))
+}
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh directory under the system temp dir, named after `tag` and this process.
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!("avis-e2e-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("AVIS_KEEP_TEMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A free UDP port on 127.0.0.1 (bound, then released).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A child process killed and reaped when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+    /// What it is, for messages.
+    pub name: String,
+}
+
+impl Proc {
+    /// Spawns `cmd`, panicking with its name when it cannot start.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by PID (`kill -SIG pid`).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The MIB directories and module list that make net-snmp's tools load our MIB.
+pub fn mib_env() -> [(&'static str, String); 2] {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("agent-mib")
+        .join("mib");
+    let dirs = format!("{}:{}", root.display(), root.join("ietf").display());
+    [("MIBDIRS", dirs), ("MIBS", "AMAVIS-MIB".to_string())]
+}
