@@ -27,7 +27,8 @@ fn counter32_wraps_gauge32_latches_and_elapsed_fits_an_integer() {
 #[test]
 fn timestamps_format_as_utc() {
     assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00Z");
-    assert_eq!(iso8601_utc(1_796_000_000_000), "2026-11-29T01:33:20Z");
+    assert_eq!(iso8601_utc(1_796_000_000_000), "2026-11-30T00:53:20Z");
+    assert_eq!(iso8601_utc(951_782_400_000), "2000-02-29T00:00:00Z");
 }
 
 proptest! {
