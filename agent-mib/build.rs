@@ -238,6 +238,45 @@ fn main() {
     }
     let _ = writeln!(out, "];");
 
+    // Families indexed by the MIB's own arcs: direction D (1 All .. 6 OpenRelay) under
+    // amavisStats.2/.3/.4, content category C under amavisStats.10.C.D, status S under
+    // amavisStats.(19+S).D. The OIDs are the index, so the families cannot drift.
+    let stats: Vec<u32> = vec![1, 3, 6, 1, 4, 1, 15312, 2, 1, 1];
+    let find = |arcs: &[u32]| -> String {
+        let mut oid = stats.clone();
+        oid.extend_from_slice(arcs);
+        match rows.iter().find(|r| r.oid == oid && r.feed == "counter") {
+            Some(r) => format!("Counter::{}", r.key),
+            None => fail(0, &format!("no counter at amavisStats.{arcs:?}")),
+        }
+    };
+    for (name, arc, doc) in [
+        ("IN_MSGS", 2, "InMsgs by direction."),
+        ("IN_MSGS_SIZE", 3, "InMsgsSize by direction."),
+        ("IN_MSGS_RECIPS", 4, "InMsgsRecips by direction."),
+    ] {
+        let items: Vec<String> = (1..=6).map(|d| find(&[arc, d])).collect();
+        let _ = writeln!(
+            out,
+            "/// {doc}\npub const {name}: [Counter; 6] = [{}];",
+            items.join(", ")
+        );
+    }
+    let _ = writeln!(out, "/// Content<Ccat>Msgs<Dir>: [category][direction].");
+    let _ = writeln!(out, "pub const CONTENT: [[Counter; 6]; 9] = [");
+    for c in 1..=9 {
+        let items: Vec<String> = (1..=6).map(|d| find(&[10, c, d])).collect();
+        let _ = writeln!(out, "    [{}],", items.join(", "));
+    }
+    let _ = writeln!(out, "];");
+    let _ = writeln!(out, "/// InMsgsStatus<Status><Dir>: [status][direction].");
+    let _ = writeln!(out, "pub const STATUS: [[Counter; 6]; 8] = [");
+    for st in 19..=26 {
+        let items: Vec<String> = (1..=6).map(|d| find(&[st, d])).collect();
+        let _ = writeln!(out, "    [{}],", items.join(", "));
+    }
+    let _ = writeln!(out, "];");
+
     let _ = writeln!(out, "/// Every object served, sorted by OID.");
     let _ = writeln!(out, "pub static OBJECTS: &[MibObject] = &[");
     for r in &rows {

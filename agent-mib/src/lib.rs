@@ -10,6 +10,7 @@
 //! All `unsafe` of the workspace lives in the private `map` module.
 #![deny(missing_docs)]
 
+pub mod families;
 pub mod layout;
 mod map;
 mod mibfile;
@@ -19,6 +20,7 @@ mod state;
 pub mod table;
 mod writer;
 
+pub use families::{ContentCategory, Direction, Status};
 pub use mibfile::mib_text;
 pub use reader::{ReadError, Reader};
 pub use snapshot::{SlotView, Snapshot, SnapshotParts, Value};

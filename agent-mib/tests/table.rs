@@ -107,3 +107,30 @@ fn the_shipped_mib_file_is_the_generated_one() {
         "no object in the file that the table lacks"
     );
 }
+
+#[test]
+fn families_follow_the_mib_arcs() {
+    use agent_mib::{ContentCategory, Counter, Direction, Status, families};
+    assert_eq!(families::in_msgs(Direction::OpenRelay), Counter::InMsgsOpenRelay);
+    assert_eq!(
+        families::in_msgs_recips(Direction::Internal),
+        Counter::InMsgsRecipsInternal
+    );
+    assert_eq!(
+        ContentCategory::Virus.counter(Direction::Inbound),
+        Counter::ContentVirusMsgsInbound
+    );
+    assert_eq!(
+        ContentCategory::Clean.counter(Direction::All),
+        Counter::ContentCleanMsgs
+    );
+    assert_eq!(Status::Accepted.counter(Direction::All), Counter::InMsgsStatusAccepted);
+    assert_eq!(
+        Status::RelayedUntagged.counter(Direction::Outbound),
+        Counter::InMsgsStatusRelayedUntaggedOutbound
+    );
+    assert_eq!(
+        Status::TempFailed.counter(Direction::Originating),
+        Counter::InMsgsStatusTempFailedOriginating
+    );
+}
