@@ -1,0 +1,379 @@
+//! accept: the listeners (TCP v4/v6 and Unix sockets, each bound to a policy bank), the
+//! worker slots (one taken *before* accept, so at most `max_servers` connections run,
+//! as amavisd's children), accept back-off, the drain on SIGTERM and the reload on SIGHUP.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use agent_mib::{Scoreboard, WorkerSlot, WorkerState};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::{Config, ListenAddress, Policy};
+use crate::forward::Forwarder;
+use crate::message::{Ids, Reply};
+use crate::pipeline::{self, Context, TxMeta};
+use crate::receive::conn::{self, ConnSettings, Handler};
+use crate::receive::session::{Limits, Transaction};
+use crate::receive::spool::SpoolConfig;
+use crate::record::Peer;
+use crate::record::sink::EventLog;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// Where.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The scoreboard could not be opened.
+    #[error(transparent)]
+    Scoreboard(#[from] agent_mib::ScoreboardError),
+    /// The event log could not be opened.
+    #[error("cannot open the JSON event log: {0}")]
+    Events(std::io::Error),
+}
+
+/// The parts of the configuration a reload replaces.
+#[derive(Debug)]
+struct Runtime {
+    config: Config,
+    policies: BTreeMap<String, (Arc<Policy>, Arc<Forwarder>)>,
+}
+
+impl Runtime {
+    fn new(config: Config) -> Runtime {
+        let policies = config
+            .policies
+            .iter()
+            .map(|(name, p)| {
+                let fw = Forwarder::new(p.forward.clone(), &config.hostname, p.forward_timeout);
+                (name.clone(), (Arc::new(p.clone()), Arc::new(fw)))
+            })
+            .collect();
+        Runtime { config, policies }
+    }
+}
+
+enum Bound {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// Free worker slots, handed out after a permit of the `max_servers` semaphore.
+struct SlotPool {
+    free: Mutex<Vec<usize>>,
+    conns: Mutex<Vec<u64>>,
+}
+
+impl SlotPool {
+    fn take(&self, board: &Arc<Scoreboard>) -> Option<(WorkerSlot, u64)> {
+        let idx = self.free.lock().ok()?.pop()?;
+        let slot = board.take_slot(idx)?;
+        let n = self.conns.lock().ok().map_or(1, |mut c| {
+            c[idx] += 1;
+            c[idx]
+        });
+        Some((slot, n))
+    }
+
+    fn give_back(&self, slot: WorkerSlot) {
+        let idx = slot.index();
+        drop(slot);
+        if let Ok(mut f) = self.free.lock() {
+            f.push(idx);
+        }
+    }
+}
+
+/// The running daemon.
+pub struct Daemon {
+    board: Arc<Scoreboard>,
+    runtime: RwLock<Arc<Runtime>>,
+    events: Arc<EventLog>,
+    config_path: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    permits: Arc<Semaphore>,
+    pool: SlotPool,
+    max_servers: usize,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("max_servers", &self.max_servers)
+            .finish()
+    }
+}
+
+struct PipelineHandler {
+    ctx: Context,
+    peer: Peer,
+}
+
+impl Handler for PipelineHandler {
+    async fn handle(&self, slot: &WorkerSlot, tx: Transaction, ids: Ids, mail_at: Instant, mail_ms: u64) -> Vec<Reply> {
+        let meta = TxMeta {
+            ids,
+            received_at_ms: mail_ms,
+            mail_at,
+            peer: self.peer.clone(),
+        };
+        pipeline::process(&self.ctx, slot, tx, meta).await
+    }
+}
+
+impl Daemon {
+    /// Opens the scoreboard and the event log. Listeners are bound by [`Daemon::run`].
+    pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Arc<Daemon>, StartError> {
+        let info = agent_mib::WriterInfo {
+            descr: format!("avis-{} (avisd)", env!("CARGO_PKG_VERSION")),
+            name: config.hostname.clone(),
+            contact: config.snmp_contact.clone(),
+            location: config.snmp_location.clone(),
+            workers: config.max_servers,
+        };
+        let board = Scoreboard::open(&config.scoreboard, &info)?;
+        let events = Arc::new(EventLog::open(&config.events).map_err(StartError::Events)?);
+        let max_servers = config.max_servers;
+        let pool = SlotPool {
+            free: Mutex::new((0..max_servers).rev().collect()),
+            conns: Mutex::new(vec![0; max_servers]),
+        };
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(Daemon {
+            board,
+            runtime: RwLock::new(Arc::new(Runtime::new(config))),
+            events,
+            config_path,
+            shutdown,
+            permits: Arc::new(Semaphore::new(max_servers)),
+            pool,
+            max_servers,
+        }))
+    }
+
+    fn runtime(&self) -> Arc<Runtime> {
+        self.runtime
+            .read()
+            .map_or_else(|p| Arc::clone(&p.into_inner()), |r| Arc::clone(&r))
+    }
+
+    /// Binds the listeners, serves until SIGTERM/SIGINT, then drains.
+    pub async fn run(self: Arc<Self>) -> Result<(), StartError> {
+        let rt = self.runtime();
+        let mut bound = Vec::new();
+        for l in &rt.config.listeners {
+            let b = match &l.address {
+                ListenAddress::Tcp(a) => Bound::Tcp(TcpListener::bind(a).await.map_err(|source| StartError::Bind {
+                    address: a.to_string(),
+                    source,
+                })?),
+                ListenAddress::Unix(p) => {
+                    let _ = std::fs::remove_file(p);
+                    let u = UnixListener::bind(p).map_err(|source| StartError::Bind {
+                        address: format!("unix:{}", p.display()),
+                        source,
+                    })?;
+                    Bound::Unix(u, p.clone())
+                }
+            };
+            tracing::info!(listen = %l.address, policy = %l.policy, "listening");
+            bound.push((b, l.policy.clone()));
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (b, policy) in bound {
+            let d = Arc::clone(&self);
+            tasks.spawn(async move { d.accept_loop(b, policy).await });
+        }
+        let hb = Arc::clone(&self);
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut stop = hb.shutdown.subscribe();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => hb.board.heartbeat(),
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+        tracing::info!(max_servers = self.max_servers, scoreboard = %self.board.path().display(), "avisd ready");
+        self.signals().await;
+        let _ = self.shutdown.send(true);
+        tracing::info!("draining: finishing transactions in flight, accepting nothing new");
+        let drain = self.runtime().config.drain_timeout;
+        let all = u32::try_from(self.max_servers).unwrap_or(u32::MAX);
+        match tokio::time::timeout(drain, self.permits.acquire_many(all)).await {
+            Ok(_) => tracing::info!("all connections finished"),
+            Err(_) => tracing::warn!(?drain, "drain timed out; in-flight messages stay with their senders"),
+        }
+        while tasks.join_next().await.is_some() {}
+        for (_, fw) in self.runtime().policies.values() {
+            fw.close_idle().await;
+        }
+        Ok(())
+    }
+
+    async fn signals(&self) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => self.reload(),
+            }
+        }
+    }
+
+    /// SIGHUP: re-reads the configuration (policy banks, forward targets, the event log)
+    /// and reopens the event log. A bad file keeps the running configuration.
+    pub fn reload(&self) {
+        let loaded = Config::load(self.config_path.as_deref());
+        match loaded {
+            Ok(config) => {
+                let old = self.runtime();
+                let listeners_changed = format!("{:?}", old.config.listeners) != format!("{:?}", config.listeners);
+                if listeners_changed || config.max_servers != old.config.max_servers {
+                    tracing::warn!("listener or max_servers changes take effect at the next restart");
+                }
+                if let Err(e) = self.events.reopen(&config.events) {
+                    tracing::error!(error = %e, "cannot reopen the JSON event log; keeping the old one");
+                }
+                if let Ok(mut w) = self.runtime.write() {
+                    *w = Arc::new(Runtime::new(config));
+                }
+                tracing::info!("configuration reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "reload refused; the running configuration stays"),
+        }
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: Bound, policy: String) {
+        let mut stop = self.shutdown.subscribe();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let permit = tokio::select! {
+                p = Arc::clone(&self.permits).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = stop.changed() => return,
+            };
+            let Some((slot, conn_number)) = self.pool.take(&self.board) else {
+                tracing::error!("no free worker slot although a permit was granted");
+                return;
+            };
+            let accepted = tokio::select! {
+                a = accept(&listener) => a,
+                _ = stop.changed() => { self.pool.give_back(slot); return; }
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => {
+                    backoff = Duration::from_millis(10);
+                    x
+                }
+                Err(e) => {
+                    // EMFILE and friends: wait and retry rather than spin or die.
+                    tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                    self.pool.give_back(slot);
+                    drop(permit);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            slot.set_state_reset(WorkerState::Accepted);
+            let d = Arc::clone(&self);
+            let policy = policy.clone();
+            tokio::spawn(async move {
+                d.connection(stream, peer, &slot, conn_number, &policy).await;
+                d.pool.give_back(slot);
+                drop(permit);
+            });
+        }
+    }
+
+    async fn connection(&self, stream: Stream, peer: Peer, slot: &WorkerSlot, conn_number: u64, policy_name: &str) {
+        let rt = self.runtime();
+        let Some((policy, forwarder)) = rt.policies.get(policy_name).cloned() else {
+            tracing::error!(
+                policy = policy_name,
+                "listener names a policy bank that no longer exists"
+            );
+            return;
+        };
+        let settings = ConnSettings {
+            limits: Limits {
+                hostname: rt.config.hostname.clone(),
+                max_message_size: policy.message_size_limit,
+                max_recipients: policy.recipient_limit,
+                max_line: 4096,
+                spool: SpoolConfig {
+                    dir: rt.config.state_dir.join("spool"),
+                    memory_threshold: rt.config.spool_memory_threshold,
+                },
+            },
+            idle_timeout: policy.idle_timeout,
+            data_timeout: policy.data_timeout,
+        };
+        let ctx = Context {
+            policy,
+            forwarder,
+            events: Arc::clone(&self.events),
+            hostname: rt.config.hostname.clone(),
+        };
+        let handler = PipelineHandler { ctx, peer };
+        let stop = self.shutdown.subscribe();
+        let ending = match stream {
+            Stream::Tcp(s) => conn::serve(s, &settings, slot, conn_number, &handler, stop).await,
+            Stream::Unix(s) => conn::serve(s, &settings, slot, conn_number, &handler, stop).await,
+        };
+        tracing::debug!(slot = slot.index(), ?ending, "connection ended");
+        slot.set_state(WorkerState::Idle);
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Bound) -> std::io::Result<(Stream, Peer)> {
+    match listener {
+        Bound::Tcp(l) => {
+            let (s, remote) = l.accept().await?;
+            let local: Option<SocketAddr> = s.local_addr().ok();
+            let _ = s.set_nodelay(true);
+            let peer = Peer {
+                src_ip: Some(remote.ip()),
+                dst_ip: local.map(|a| a.ip()),
+                dst_port: local.map(|a| a.port()),
+            };
+            Ok((Stream::Tcp(s), peer))
+        }
+        Bound::Unix(l, _) => {
+            let (s, _) = l.accept().await?;
+            Ok((Stream::Unix(s), Peer::default()))
+        }
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if let Bound::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! avisd's configuration, read in two phases: the raw TOML (serde, unknown keys refused)
+//! and then a validated, immutable [`Config`]. Every problem of the second phase is
+//! reported with its key and line before one failure. With no file, the embedded
+//! default (`default.toml`) gives a working filter: 127.0.0.1:10024 → 127.0.0.1:10025.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::forward::target::Target;
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax, a wrong type or an unknown key.
+    #[error("{file}: {message}")]
+    Syntax {
+        /// The file.
+        file: String,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// Values that parse but make no sense; all of them.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// One invalid value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub file: String,
+    /// The line (1-based).
+    pub line: usize,
+    /// The key, dotted.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}: {}", self.file, self.line, self.key, self.reason)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    daemon: RawDaemon,
+    #[serde(default)]
+    listen: Vec<RawListen>,
+    #[serde(default)]
+    policy: BTreeMap<String, RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    hostname: Option<Spanned<String>>,
+    state_dir: Spanned<String>,
+    scoreboard: Option<Spanned<String>>,
+    max_servers: Spanned<i64>,
+    #[serde(default = "default_threshold")]
+    spool_memory_threshold: Spanned<i64>,
+    #[serde(default)]
+    snmp_contact: String,
+    #[serde(default)]
+    snmp_location: String,
+    #[serde(default = "default_events")]
+    events: Spanned<String>,
+    #[serde(default = "default_drain")]
+    drain_timeout: Spanned<i64>,
+}
+
+fn default_threshold() -> Spanned<i64> {
+    Spanned::new(0..0, 1 << 20)
+}
+fn default_events() -> Spanned<String> {
+    Spanned::new(0..0, "stdout".into())
+}
+fn default_drain() -> Spanned<i64> {
+    Spanned::new(0..0, 60)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    address: Spanned<String>,
+    #[serde(default = "default_policy_name")]
+    policy: Spanned<String>,
+}
+
+fn default_policy_name() -> Spanned<String> {
+    Spanned::new(0..0, "default".into())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    forward: Spanned<String>,
+    #[serde(default = "zero")]
+    message_size_limit: Spanned<i64>,
+    #[serde(default = "default_rcpt_limit")]
+    recipient_limit: Spanned<i64>,
+    #[serde(default = "default_idle")]
+    idle_timeout: Spanned<i64>,
+    #[serde(default = "default_data")]
+    data_timeout: Spanned<i64>,
+    #[serde(default = "default_forward_timeout")]
+    forward_timeout: Spanned<i64>,
+    #[serde(default)]
+    local_domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    mynetworks: Vec<Spanned<String>>,
+    #[serde(default)]
+    originating: bool,
+}
+
+fn zero() -> Spanned<i64> {
+    Spanned::new(0..0, 0)
+}
+fn default_rcpt_limit() -> Spanned<i64> {
+    Spanned::new(0..0, 1100)
+}
+fn default_idle() -> Spanned<i64> {
+    Spanned::new(0..0, 240)
+}
+fn default_data() -> Spanned<i64> {
+    Spanned::new(0..0, 150)
+}
+fn default_forward_timeout() -> Spanned<i64> {
+    Spanned::new(0..0, 240)
+}
+
+/// Where a listener accepts connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    /// TCP, IPv4 or IPv6.
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddress::Tcp(a) => write!(f, "{a}"),
+            ListenAddress::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A listener and the policy bank it applies.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Where.
+    pub address: ListenAddress,
+    /// Its policy bank's name.
+    pub policy: String,
+}
+
+/// A network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// Parses `a.b.c.d/n`, `x::y/n` or a bare address.
+    pub fn parse(s: &str) -> Option<Network> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() { max } else { p.parse().ok()? };
+        (prefix <= max).then_some(Network { addr, prefix })
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A policy bank: where mail goes and the limits it is received with.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The bank's name.
+    pub name: String,
+    /// The forward method.
+    pub forward: Target,
+    /// Largest message; 0 = none.
+    pub message_size_limit: u64,
+    /// Most recipients per message.
+    pub recipient_limit: usize,
+    /// How long a client may be silent between commands.
+    pub idle_timeout: Duration,
+    /// How long a client may be silent during DATA.
+    pub data_timeout: Duration,
+    /// Bound on each read and write with the back end.
+    pub forward_timeout: Duration,
+    /// Domains whose recipients are local (with their sub-domains). Empty: all local.
+    pub local_domains: Vec<String>,
+    /// Client networks whose mail is originating.
+    pub mynetworks: Vec<Network>,
+    /// Everything on this bank is originating.
+    pub originating: bool,
+}
+
+impl Policy {
+    /// Whether `address` is a local recipient (amavisd's `@local_domains_maps`).
+    pub fn is_local(&self, address: &str) -> bool {
+        if self.local_domains.is_empty() {
+            return true;
+        }
+        let domain = address.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase();
+        self.local_domains
+            .iter()
+            .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+    }
+
+    /// Whether mail from `client` is originating (amavisd's MYNETS bank).
+    pub fn is_originating(&self, client: Option<IpAddr>) -> bool {
+        self.originating || client.is_some_and(|ip| self.mynetworks.iter().any(|n| n.contains(ip)))
+    }
+}
+
+/// Where per-message JSON events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventSink {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file, appended to and reopened on SIGHUP.
+    File(PathBuf),
+    /// The local syslog (facility mail, ident avisd).
+    Syslog,
+    /// Nowhere.
+    None,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (a path or "embedded default").
+    pub source: String,
+    /// Host name in greetings, Received lines and sysName.
+    pub hostname: String,
+    /// State directory (scoreboard, spool).
+    pub state_dir: PathBuf,
+    /// The scoreboard file.
+    pub scoreboard: PathBuf,
+    /// Workers: connections handled at once. Postfix's process limit for the filter
+    /// transport must not exceed it.
+    pub max_servers: usize,
+    /// Bytes of a body kept in memory before it is spooled to a file.
+    pub spool_memory_threshold: usize,
+    /// sysContact.
+    pub snmp_contact: String,
+    /// sysLocation.
+    pub snmp_location: String,
+    /// JSON events.
+    pub events: EventSink,
+    /// How long SIGTERM waits for transactions in flight.
+    pub drain_timeout: Duration,
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+    /// Policy banks by name.
+    pub policies: BTreeMap<String, Policy>,
+}
+
+impl Config {
+    /// Reads `path`, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Config::parse(DEFAULT_TOML, "embedded default"),
+            Some(p) => {
+                let file = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    file: file.clone(),
+                    source,
+                })?;
+                Config::parse(&text, &file)
+            }
+        }
+    }
+
+    /// Parses and validates TOML text; `file` names it in messages.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut v = Validator {
+            text,
+            file,
+            problems: Vec::new(),
+        };
+        let config = v.config(raw);
+        if v.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(v.problems))
+        }
+    }
+
+    /// The policy bank of a listener (validated to exist).
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.get(name)
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn line(&self, span: std::ops::Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text.get(..end).map_or(1, |t| t.matches('\n').count() + 1)
+    }
+
+    fn problem<T>(&mut self, key: &str, at: &Spanned<T>, reason: impl Into<String>) {
+        let line = self.line(at.span());
+        self.problems.push(Problem {
+            file: self.file.to_string(),
+            line,
+            key: key.to_string(),
+            reason: reason.into(),
+        });
+    }
+
+    fn range(&mut self, key: &str, v: &Spanned<i64>, min: i64, max: i64) -> i64 {
+        let x = *v.get_ref();
+        if x < min || x > max {
+            self.problem(key, v, format!("{x} is out of range {min}..={max}"));
+            return min;
+        }
+        x
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let d = &raw.daemon;
+        let hostname = match &d.hostname {
+            Some(h) if h.get_ref().is_empty() || h.get_ref().contains(char::is_whitespace) => {
+                self.problem("daemon.hostname", h, "must be a host name without spaces");
+                "localhost".to_string()
+            }
+            Some(h) => h.get_ref().clone(),
+            None => system_hostname(),
+        };
+        let state_dir = PathBuf::from(d.state_dir.get_ref());
+        let scoreboard = d
+            .scoreboard
+            .as_ref()
+            .map_or_else(|| state_dir.join("scoreboard"), |s| PathBuf::from(s.get_ref()));
+        let max_servers = self.range(
+            "daemon.max_servers",
+            &d.max_servers,
+            1,
+            agent_mib::layout::MAX_SLOTS as i64,
+        ) as usize;
+        let spool_memory_threshold =
+            self.range("daemon.spool_memory_threshold", &d.spool_memory_threshold, 0, 1 << 30) as usize;
+        let drain_timeout = Duration::from_secs(self.range("daemon.drain_timeout", &d.drain_timeout, 1, 3600) as u64);
+        let events = match d.events.get_ref().as_str() {
+            "stdout" => EventSink::Stdout,
+            "stderr" => EventSink::Stderr,
+            "syslog" => EventSink::Syslog,
+            "none" => EventSink::None,
+            other => match other.strip_prefix("file:") {
+                Some(p) if !p.is_empty() => EventSink::File(PathBuf::from(p)),
+                _ => {
+                    self.problem(
+                        "daemon.events",
+                        &d.events,
+                        "expected stdout, stderr, syslog, none or file:/path",
+                    );
+                    EventSink::None
+                }
+            },
+        };
+
+        let mut policies = BTreeMap::new();
+        for (name, p) in &raw.policy {
+            let policy = self.policy(name, p);
+            policies.insert(name.clone(), policy);
+        }
+        let mut listeners = Vec::new();
+        if raw.listen.is_empty() {
+            self.problems.push(Problem {
+                file: self.file.to_string(),
+                line: 1,
+                key: "listen".into(),
+                reason: "at least one [[listen]] is needed".into(),
+            });
+        }
+        for (i, l) in raw.listen.iter().enumerate() {
+            let key = format!("listen[{i}].address");
+            let a = l.address.get_ref();
+            let address = if let Some(p) = a.strip_prefix("unix:") {
+                if p.is_empty() {
+                    self.problem(&key, &l.address, "empty socket path");
+                }
+                ListenAddress::Unix(PathBuf::from(p))
+            } else {
+                match a.parse::<SocketAddr>() {
+                    Ok(s) => ListenAddress::Tcp(s),
+                    Err(_) => {
+                        self.problem(
+                            &key,
+                            &l.address,
+                            format!("{a:?} is not ip:port, [ipv6]:port or unix:/path"),
+                        );
+                        continue;
+                    }
+                }
+            };
+            if !policies.contains_key(l.policy.get_ref()) {
+                self.problem(
+                    &format!("listen[{i}].policy"),
+                    &l.policy,
+                    format!("no [policy.{}]", l.policy.get_ref()),
+                );
+            }
+            listeners.push(Listener {
+                address,
+                policy: l.policy.get_ref().clone(),
+            });
+        }
+        Config {
+            source: self.file.to_string(),
+            hostname,
+            state_dir,
+            scoreboard,
+            max_servers,
+            spool_memory_threshold,
+            snmp_contact: d.snmp_contact.clone(),
+            snmp_location: d.snmp_location.clone(),
+            events,
+            drain_timeout,
+            listeners,
+            policies,
+        }
+    }
+
+    fn policy(&mut self, name: &str, p: &RawPolicy) -> Policy {
+        let k = |f: &str| format!("policy.{name}.{f}");
+        let forward = match Target::parse(p.forward.get_ref()) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problem(&k("forward"), &p.forward, e.to_string());
+                Target::Pipe(vec!["/bin/false".into()])
+            }
+        };
+        let secs = |v: &mut Self, f: &str, s: &Spanned<i64>| Duration::from_secs(v.range(&k(f), s, 1, 3600) as u64);
+        let idle_timeout = secs(self, "idle_timeout", &p.idle_timeout);
+        let data_timeout = secs(self, "data_timeout", &p.data_timeout);
+        let forward_timeout = secs(self, "forward_timeout", &p.forward_timeout);
+        // Postfix's smtp_*_timeout defaults are 300 s; ours must stay below so Postfix
+        // never gives up on a transaction avisd is still completing.
+        for (f, s, d) in [
+            ("idle_timeout", &p.idle_timeout, idle_timeout),
+            ("forward_timeout", &p.forward_timeout, forward_timeout),
+        ] {
+            if d >= Duration::from_secs(300) {
+                self.problem(&k(f), s, "must stay below Postfix's 300 s smtp timeouts");
+            }
+        }
+        let mut mynetworks = Vec::new();
+        for (i, n) in p.mynetworks.iter().enumerate() {
+            match Network::parse(n.get_ref()) {
+                Some(net) => mynetworks.push(net),
+                None => self.problem(
+                    &format!("policy.{name}.mynetworks[{i}]"),
+                    n,
+                    "not an address or CIDR network",
+                ),
+            }
+        }
+        Policy {
+            name: name.to_string(),
+            forward,
+            message_size_limit: self.range(&k("message_size_limit"), &p.message_size_limit, 0, i64::MAX) as u64,
+            recipient_limit: self.range(&k("recipient_limit"), &p.recipient_limit, 1, 100_000) as usize,
+            idle_timeout,
+            data_timeout,
+            forward_timeout,
+            local_domains: p
+                .local_domains
+                .iter()
+                .map(|d| d.get_ref().trim_start_matches('.').to_ascii_lowercase())
+                .collect(),
+            mynetworks,
+            originating: p.originating,
+        }
+    }
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_listens_on_10024_and_forwards_to_10025() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(
+            c.listeners[0].address,
+            ListenAddress::Tcp("127.0.0.1:10024".parse().unwrap())
+        );
+        assert_eq!(
+            c.policy("default").unwrap().forward.to_string(),
+            "smtp:[127.0.0.1]:10025"
+        );
+        assert_eq!(c.scoreboard, PathBuf::from("avis-state/scoreboard"));
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_with_its_key_and_line() {
+        let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 0\n\n[[listen]]\naddress = \"nowhere\"\npolicy = \"x\"\n\n[policy.default]\nforward = \"ftp:[h]:1\"\nmynetworks = [\"10.0.0.0/99\"]\n";
+        let Err(ConfigError::Invalid(problems)) = Config::parse(text, "avisd.toml") else {
+            panic!("accepted")
+        };
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(
+            shown.iter().any(|p| p.starts_with("avisd.toml:3: daemon.max_servers:")),
+            "{shown:?}"
+        );
+        assert!(
+            shown.iter().any(|p| p.starts_with("avisd.toml:6: listen[0].address:")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.starts_with("avisd.toml:10: policy.default.forward:")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.starts_with("avisd.toml:11: policy.default.mynetworks[0]:")),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_name_the_line() {
+        let err = Config::parse(
+            "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\nmax_server = 3\n",
+            "f.toml",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("f.toml") && msg.contains("line 4") && msg.contains("max_server"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn networks_and_local_domains_match_like_amavisd_maps() {
+        let n = Network::parse("192.168.0.0/16").unwrap();
+        assert!(n.contains("192.168.4.5".parse().unwrap()));
+        assert!(!n.contains("192.169.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:192.168.1.1".parse().unwrap()));
+        assert!(Network::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        let mut c = Config::load(None).unwrap();
+        let p = c.policies.get_mut("default").unwrap();
+        p.local_domains = vec!["example.com".into()];
+        assert!(p.is_local("a@example.com") && p.is_local("a@mx.Example.COM") && !p.is_local("a@example.org"));
+    }
+}

@@ -1,0 +1,166 @@
+//! forward: hands a message on to the back end (an SMTP/LMTP server or a program) and
+//! returns what it said to each recipient. Keeps a small cache of idle connections per
+//! target, reused while they are fresh, as amavisd does.
+
+pub mod client;
+pub mod pipe;
+pub mod target;
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use client::{ClientError, Connection, RcptOutcome, Stream};
+use target::{Address, Target};
+
+use crate::message::{Envelope, Reply};
+use crate::receive::spool::Spool;
+
+/// Idle connections older than this are closed instead of reused (amavisd: 18 s).
+const REUSE_RECENT: Duration = Duration::from_secs(15);
+/// Idle connections kept per target.
+const CACHE_SIZE: usize = 8;
+
+/// How a connection was obtained, for the OutConn* counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnUse {
+    /// A new connection.
+    New,
+    /// A cached idle connection.
+    ReuseRecent,
+    /// No connection (pipe delivery).
+    None,
+}
+
+/// The back end's answer to a whole transaction.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// One reply per recipient, in envelope order.
+    pub replies: Vec<Reply>,
+    /// How the connection was obtained.
+    pub conn: ConnUse,
+    /// Whether a stale cached connection failed first (and a new one was used).
+    pub reuse_failed: bool,
+}
+
+/// A forwarding method with its connection cache.
+#[derive(Debug)]
+pub struct Forwarder {
+    target: Target,
+    helo: String,
+    timeout: Duration,
+    cache: Mutex<Vec<(Connection, Instant)>>,
+}
+
+impl Forwarder {
+    /// A forwarder to `target`, greeting as `helo`, each read or write bounded by `timeout`.
+    pub fn new(target: Target, helo: &str, timeout: Duration) -> Forwarder {
+        Forwarder {
+            target,
+            helo: helo.to_string(),
+            timeout,
+            cache: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Sends the message. An `Err` means nothing can be said of any recipient: the
+    /// whole message is temporarily failed.
+    pub async fn forward(&self, envelope: &Envelope, prepend: &[u8], spool: &Spool) -> Result<Forwarded, ClientError> {
+        let (protocol, address) = match &self.target {
+            Target::Pipe(argv) => {
+                let replies = pipe::deliver(argv, envelope, prepend, spool, self.timeout).await;
+                return Ok(Forwarded {
+                    replies,
+                    conn: ConnUse::None,
+                    reuse_failed: false,
+                });
+            }
+            Target::Mta(p, a) => (*p, a),
+        };
+        let mut reuse_failed = false;
+        if let Some(mut conn) = self.cached().await {
+            match conn.transaction(envelope, prepend, spool).await {
+                Ok(outcomes) => {
+                    self.put_back(conn).await;
+                    return Ok(done(outcomes, ConnUse::ReuseRecent, false));
+                }
+                // A cached connection the back end closed meanwhile fails before the body
+                // went out: nothing was delivered, so a new connection may safely retry.
+                Err(ClientError::Closed(stage) | ClientError::Io { stage, .. })
+                    if stage != "sending the body" && stage != "end of data" =>
+                {
+                    reuse_failed = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let stream = connect(address, self.timeout).await?;
+        let mut conn = Connection::open(stream, protocol, &self.helo, self.timeout).await?;
+        let outcomes = conn.transaction(envelope, prepend, spool).await?;
+        self.put_back(conn).await;
+        Ok(done(outcomes, ConnUse::New, reuse_failed))
+    }
+
+    async fn cached(&self) -> Option<Connection> {
+        let mut cache = self.cache.lock().await;
+        while let Some((conn, since)) = cache.pop() {
+            if since.elapsed() <= REUSE_RECENT {
+                return Some(conn);
+            }
+            drop(conn);
+        }
+        None
+    }
+
+    async fn put_back(&self, conn: Connection) {
+        if !conn.reusable {
+            return;
+        }
+        let mut cache = self.cache.lock().await;
+        if cache.len() < CACHE_SIZE {
+            cache.push((conn, Instant::now()));
+        }
+    }
+
+    /// Closes every cached connection with QUIT (at shutdown).
+    pub async fn close_idle(&self) -> usize {
+        let conns: Vec<_> = self.cache.lock().await.drain(..).collect();
+        let n = conns.len();
+        for (c, _) in conns {
+            c.quit().await;
+        }
+        n
+    }
+}
+
+fn done(outcomes: Vec<RcptOutcome>, conn: ConnUse, reuse_failed: bool) -> Forwarded {
+    Forwarded {
+        replies: outcomes.into_iter().map(|o| o.reply).collect(),
+        conn,
+        reuse_failed,
+    }
+}
+
+async fn connect(address: &Address, timeout: Duration) -> Result<Box<dyn Stream>, ClientError> {
+    let stage = "connect";
+    let fut = async {
+        match address {
+            Address::Tcp(host, port) => {
+                let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                s.set_nodelay(true)?;
+                Ok::<Box<dyn Stream>, std::io::Error>(Box::new(s))
+            }
+            Address::Unix(path) => Ok(Box::new(tokio::net::UnixStream::connect(path).await?) as Box<dyn Stream>),
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(source)) => Err(ClientError::Io { stage, source }),
+        Err(_) => Err(ClientError::Timeout(stage)),
+    }
+}

@@ -1,0 +1,140 @@
+//! Delivery to a program (`pipe:argv=...`): the message on its stdin, its exit code
+//! mapped to a reply the way sendmail maps sysexits (EX_TEMPFAIL and a killed program
+//! are temporary; other EX_* codes are permanent).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::message::{Envelope, Reply};
+use crate::receive::spool::Spool;
+
+/// Runs `argv` once for all recipients, or once per recipient when an argument holds
+/// `${recipient}`. Returns one reply per recipient.
+pub async fn deliver(
+    argv: &[String],
+    envelope: &Envelope,
+    prepend: &[u8],
+    spool: &Spool,
+    timeout: Duration,
+) -> Vec<Reply> {
+    let per_rcpt = argv.iter().any(|a| a.contains("${recipient}"));
+    if per_rcpt {
+        let mut out = Vec::with_capacity(envelope.recipients.len());
+        for r in &envelope.recipients {
+            out.push(
+                run(
+                    argv,
+                    &envelope.mail_from,
+                    &[r.address.as_str()],
+                    prepend,
+                    spool,
+                    timeout,
+                )
+                .await,
+            );
+        }
+        out
+    } else {
+        let rcpts: Vec<&str> = envelope.recipients.iter().map(|r| r.address.as_str()).collect();
+        let reply = run(argv, &envelope.mail_from, &rcpts, prepend, spool, timeout).await;
+        envelope.recipients.iter().map(|_| reply.clone()).collect()
+    }
+}
+
+fn expand(argv: &[String], sender: &str, rcpts: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in argv {
+        if a == "${recipient}" {
+            out.extend(rcpts.iter().map(|r| (*r).to_string()));
+        } else {
+            out.push(
+                a.replace("${sender}", sender)
+                    .replace("${recipient}", rcpts.first().copied().unwrap_or("")),
+            );
+        }
+    }
+    out
+}
+
+async fn run(argv: &[String], sender: &str, rcpts: &[&str], prepend: &[u8], spool: &Spool, timeout: Duration) -> Reply {
+    let args = expand(argv, sender, rcpts);
+    let Some((prog, rest)) = args.split_first() else {
+        return Reply::new(451, (4, 3, 5), "pipe: no program configured");
+    };
+    let child = tokio::process::Command::new(prog)
+        .args(rest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Reply::new(451, (4, 3, 0), format!("pipe: cannot run {prog}: {e}")),
+    };
+    let stdin = child.stdin.take();
+    let feed = async move {
+        let mut stdin = stdin?;
+        stdin.write_all(prepend).await.ok()?;
+        let mut reader = spool.reader().ok()?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = std::io::Read::read(&mut reader, &mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            stdin.write_all(&buf[..n]).await.ok()?;
+        }
+        drop(stdin);
+        Some(())
+    };
+    let result = tokio::time::timeout(timeout, async {
+        let fed = feed.await;
+        (fed, child.wait().await)
+    })
+    .await;
+    match result {
+        Err(_) => Reply::new(451, (4, 4, 7), format!("pipe: {prog} timed out")),
+        Ok((_, Err(e))) => Reply::new(451, (4, 3, 0), format!("pipe: waiting for {prog}: {e}")),
+        Ok((_, Ok(status))) => exit_reply(prog, status.code()),
+    }
+}
+
+/// sysexits.h codes to replies.
+pub fn exit_reply(prog: &str, code: Option<i32>) -> Reply {
+    match code {
+        Some(0) => Reply::new(250, (2, 6, 0), format!("Ok, delivered to {prog}")),
+        Some(75) => Reply::new(450, (4, 3, 0), format!("{prog}: temporary failure (EX_TEMPFAIL)")),
+        Some(c @ (64..=78)) => Reply::new(554, (5, 3, 0), format!("{prog}: failed with exit code {c}")),
+        Some(c) => Reply::new(451, (4, 3, 0), format!("{prog}: unexpected exit code {c}")),
+        None => Reply::new(451, (4, 3, 0), format!("{prog}: killed by a signal")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysexits_map_like_sendmail() {
+        assert_eq!(exit_reply("p", Some(0)).code, 250);
+        assert_eq!(exit_reply("p", Some(75)).code, 450);
+        assert_eq!(exit_reply("p", Some(67)).code, 554);
+        assert_eq!(exit_reply("p", None).code, 451);
+        assert_eq!(exit_reply("p", Some(1)).code, 451);
+    }
+
+    #[test]
+    fn sender_and_recipients_expand() {
+        let argv: Vec<String> = ["/bin/x", "-f", "${sender}", "--", "${recipient}"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            expand(&argv, "a@b", &["c@d", "e@f"]),
+            ["/bin/x", "-f", "a@b", "--", "c@d", "e@f"]
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! The shared types of a message's life in avisd: the envelope as received (with its
+//! DSN and XFORWARD parameters), replies, and ids. No I/O here.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An SMTP reply: code, optional enhanced status code, text (one line; multi-line text
+/// is kept with `\n` between lines and written out as continuation lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The three-digit code.
+    pub code: u16,
+    /// The enhanced status code (RFC 3463), e.g. `(2, 0, 0)`.
+    pub enhanced: Option<(u8, u16, u16)>,
+    /// The text after the codes.
+    pub text: String,
+}
+
+impl Reply {
+    /// A reply with an enhanced status code.
+    pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            enhanced: Some(enhanced),
+            text: text.into(),
+        }
+    }
+
+    /// Positive completion (2xx).
+    pub fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    /// Transient failure (4xx).
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// Permanent failure (5xx).
+    pub fn is_permanent(&self) -> bool {
+        (500..600).contains(&self.code)
+    }
+
+    /// The reply in wire form, CRLF-terminated, continuation lines for `\n` in the text.
+    pub fn to_wire(&self) -> String {
+        let lines: Vec<&str> = self.text.split('\n').collect();
+        let mut out = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+            match self.enhanced {
+                Some((a, b, c)) => out.push_str(&format!("{}{sep}{a}.{b}.{c} {line}\r\n", self.code)),
+                None => out.push_str(&format!("{}{sep}{line}\r\n", self.code)),
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.enhanced {
+            Some((a, b, c)) => write!(f, "{} {a}.{b}.{c} {}", self.code, self.text),
+            None => write!(f, "{} {}", self.code, self.text),
+        }
+    }
+}
+
+/// DSN RET (RFC 3461).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ret {
+    /// Return the full message.
+    Full,
+    /// Return headers only.
+    Hdrs,
+}
+
+/// BODY= of MAIL FROM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// 7BIT (or not given).
+    SevenBit,
+    /// 8BITMIME.
+    EightBitMime,
+}
+
+/// DSN NOTIFY of one recipient (RFC 3461).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Notify {
+    /// NOTIFY=NEVER.
+    pub never: bool,
+    /// SUCCESS.
+    pub success: bool,
+    /// FAILURE.
+    pub failure: bool,
+    /// DELAY.
+    pub delay: bool,
+}
+
+impl Notify {
+    /// Whether a failure DSN may be sent (NOTIFY absent means failure and delay).
+    pub fn wants_failure(&self) -> bool {
+        !self.never && (self.failure || !(self.success || self.delay))
+    }
+
+    /// The NOTIFY parameter value, if any was given.
+    pub fn param(&self) -> Option<String> {
+        if self.never {
+            return Some("NEVER".into());
+        }
+        let parts: Vec<&str> = [
+            (self.success, "SUCCESS"),
+            (self.failure, "FAILURE"),
+            (self.delay, "DELAY"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(","))
+    }
+}
+
+/// One envelope recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The address without angle brackets.
+    pub address: String,
+    /// DSN ORCPT (`rfc822;addr`), passed on as given.
+    pub orcpt: Option<String>,
+    /// DSN NOTIFY.
+    pub notify: Notify,
+}
+
+/// The original client, as Postfix passes it with XFORWARD.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XForward {
+    /// NAME.
+    pub name: Option<String>,
+    /// ADDR.
+    pub addr: Option<String>,
+    /// PORT.
+    pub port: Option<String>,
+    /// PROTO.
+    pub proto: Option<String>,
+    /// HELO.
+    pub helo: Option<String>,
+    /// IDENT (Postfix's queue id).
+    pub ident: Option<String>,
+    /// SOURCE (LOCAL or REMOTE).
+    pub source: Option<String>,
+}
+
+impl XForward {
+    /// Whether nothing was forwarded.
+    pub fn is_empty(&self) -> bool {
+        self.attributes().next().is_none()
+    }
+
+    /// The attributes that were given, as (NAME, value).
+    pub fn attributes(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("NAME", &self.name),
+            ("ADDR", &self.addr),
+            ("PORT", &self.port),
+            ("PROTO", &self.proto),
+            ("HELO", &self.helo),
+            ("IDENT", &self.ident),
+            ("SOURCE", &self.source),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    }
+}
+
+/// The envelope of one transaction as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// MAIL FROM address without brackets; empty for the null sender.
+    pub mail_from: String,
+    /// Recipients in RCPT order.
+    pub recipients: Vec<Recipient>,
+    /// BODY=.
+    pub body: Body,
+    /// SMTPUTF8 given.
+    pub smtputf8: bool,
+    /// DSN RET.
+    pub ret: Option<Ret>,
+    /// DSN ENVID.
+    pub envid: Option<String>,
+    /// SIZE= declared.
+    pub declared_size: Option<usize>,
+    /// XFORWARD attributes of the session.
+    pub xforward: XForward,
+    /// The client's HELO/EHLO/LHLO name.
+    pub helo: String,
+    /// Whether the client spoke LMTP.
+    pub lmtp: bool,
+}
+
+/// The per-transaction ids: amavisd's log id and mail id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    /// `SS-CC[-T]`: worker slot, connection count in that slot, transaction in the session.
+    pub log_id: String,
+    /// 12 characters of base64url, random.
+    pub mail_id: String,
+}
+
+static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Ids {
+    /// Ids for transaction `txn` (1-based) of connection `conn` in worker slot `slot`.
+    pub fn new(slot: usize, conn: u64, txn: u32) -> Ids {
+        let log_id = if txn > 1 {
+            format!("{slot:05}-{conn:02}-{txn}")
+        } else {
+            format!("{slot:05}-{conn:02}")
+        };
+        Ids {
+            log_id,
+            mail_id: random_mail_id(),
+        }
+    }
+}
+
+/// 12 base64url characters (72 bits) from the standard library's randomly seeded hasher.
+pub fn random_mail_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(ID_COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let mut bits = h.finish();
+    let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
+    h2.write_u64(bits);
+    let more = h2.finish();
+    let mut out = String::with_capacity(12);
+    for i in 0..12 {
+        if i == 10 {
+            bits = more;
+        }
+        out.push(char::from(ALPHABET[(bits & 63) as usize]));
+        bits >>= 6;
+    }
+    out
+}

@@ -1,0 +1,209 @@
+//! Every reply string avisd's SMTP/LMTP server sends, in one place, with its code and
+//! enhanced status code. Texts follow amavisd-new's where checks and log parsers
+//! match them.
+
+use crate::message::Reply;
+
+/// `220 <host> ESMTP avis service ready`.
+pub fn greeting(host: &str) -> Reply {
+    Reply {
+        code: 220,
+        enhanced: None,
+        text: format!("{host} ESMTP avis service ready"),
+    }
+}
+
+/// The EHLO/LHLO answer: host name, then the extensions offered.
+pub fn ehlo(host: &str, size_limit: u64) -> Reply {
+    let size = if size_limit > 0 {
+        format!("SIZE {size_limit}")
+    } else {
+        "SIZE".into()
+    };
+    let lines = [
+        host.to_string(),
+        "PIPELINING".into(),
+        size,
+        "8BITMIME".into(),
+        "SMTPUTF8".into(),
+        "DSN".into(),
+        "ENHANCEDSTATUSCODES".into(),
+        "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE".into(),
+    ];
+    Reply {
+        code: 250,
+        enhanced: None,
+        text: lines.join("\n"),
+    }
+}
+
+/// `250 <host>` for HELO.
+pub fn helo(host: &str) -> Reply {
+    Reply {
+        code: 250,
+        enhanced: None,
+        text: host.to_string(),
+    }
+}
+
+/// MAIL FROM accepted.
+pub fn sender_ok(addr: &str) -> Reply {
+    Reply::new(250, (2, 1, 0), format!("Sender <{addr}> OK"))
+}
+
+/// RCPT TO accepted.
+pub fn recipient_ok(addr: &str) -> Reply {
+    Reply::new(250, (2, 1, 5), format!("Recipient <{addr}> OK"))
+}
+
+/// DATA accepted, send the body.
+pub fn start_data() -> Reply {
+    Reply {
+        code: 354,
+        enhanced: None,
+        text: "End data with <CR><LF>.<CR><LF>".into(),
+    }
+}
+
+/// RSET, NOOP and XFORWARD.
+pub fn ok() -> Reply {
+    Reply::new(250, (2, 0, 0), "Ok")
+}
+
+/// VRFY: we do not verify addresses.
+pub fn vrfy() -> Reply {
+    Reply::new(252, (2, 0, 0), "Argument not checked")
+}
+
+/// QUIT.
+pub fn bye(host: &str) -> Reply {
+    Reply::new(221, (2, 0, 0), format!("{host} avis closing transmission channel"))
+}
+
+/// A command before HELO/EHLO/LHLO.
+pub fn need_helo() -> Reply {
+    Reply::new(503, (5, 5, 1), "Error: send HELO/EHLO first")
+}
+
+/// MAIL inside a transaction.
+pub fn nested_mail() -> Reply {
+    Reply::new(503, (5, 5, 1), "Error: nested MAIL command")
+}
+
+/// RCPT or DATA without MAIL.
+pub fn need_mail() -> Reply {
+    Reply::new(503, (5, 5, 1), "Error: need MAIL command")
+}
+
+/// DATA without any accepted recipient.
+pub fn no_valid_recipients() -> Reply {
+    Reply::new(554, (5, 1, 1), "Error (DATA): no valid recipients")
+}
+
+/// An unknown command.
+pub fn unknown_command() -> Reply {
+    Reply::new(500, (5, 5, 2), "Error: command not recognized")
+}
+
+/// A command we know and do not offer (BDAT, AUTH, STARTTLS, ETRN...).
+pub fn not_offered(command: &str) -> Reply {
+    Reply::new(502, (5, 5, 1), format!("Error: {command} not offered"))
+}
+
+/// A syntax error, with the usage that explains it.
+pub fn syntax(usage: &str) -> Reply {
+    Reply::new(501, (5, 5, 4), format!("Syntax: {usage}"))
+}
+
+/// A bad address.
+pub fn bad_address(which: &str) -> Reply {
+    Reply::new(501, (5, 1, 7), format!("Bad {which} address syntax"))
+}
+
+/// A MAIL/RCPT parameter we do not support.
+pub fn unsupported_parameter(param: &str) -> Reply {
+    Reply::new(555, (5, 5, 4), format!("Unsupported parameter {param}"))
+}
+
+/// A command line longer than the limit.
+pub fn line_too_long() -> Reply {
+    Reply::new(500, (5, 5, 2), "Error: line too long")
+}
+
+/// Recipient limit reached (amavisd's `$smtpd_recipient_limit`).
+pub fn too_many_recipients() -> Reply {
+    Reply::new(452, (4, 5, 3), "Too many recipients")
+}
+
+/// SIZE= above the limit.
+pub fn declared_too_big(size: usize) -> Reply {
+    Reply::new(
+        552,
+        (5, 3, 4),
+        format!("Declared message size ({size} B) exceeds size limit"),
+    )
+}
+
+/// The body grew beyond the limit (answered after the final dot).
+pub fn message_too_big(size: u64) -> Reply {
+    Reply::new(552, (5, 3, 4), format!("Message size ({size} B) exceeds size limit"))
+}
+
+/// avisd is stopping.
+pub fn shutting_down() -> Reply {
+    Reply::new(421, (4, 3, 2), "Service shutting down, closing channel")
+}
+
+/// The client was silent too long.
+pub fn timeout(host: &str) -> Reply {
+    Reply::new(421, (4, 4, 2), format!("{host} Error: timeout exceeded"))
+}
+
+/// Anything inside avisd failed: the sender keeps the message and retries.
+pub fn tempfail(log_id: &str, section: &str, error: &str) -> Reply {
+    Reply::new(
+        451,
+        (4, 5, 0),
+        format!("Error in processing, id={log_id}, {section} FAILED: {error}"),
+    )
+}
+
+/// The back end's reply to one recipient, as avisd passes it on.
+pub fn from_mta(method: &str, backend: &Reply) -> Reply {
+    let enhanced = backend.enhanced.or(Some(default_enhanced(backend.code)));
+    Reply {
+        code: backend.code,
+        enhanced,
+        text: format!("from MTA({method}): {backend}"),
+    }
+}
+
+/// The single ESMTP answer when some recipients were bounced by DSN and others relayed.
+pub fn with_bounces(relayed: &Reply, bounced: usize) -> Reply {
+    Reply {
+        code: relayed.code,
+        enhanced: relayed.enhanced,
+        text: format!("{}, but {bounced} BOUNCE", relayed.text),
+    }
+}
+
+/// Every recipient was bounced by DSN (or its DSN suppressed): 250 to the client.
+pub fn all_bounced(log_id: &str, suppressed: bool) -> Reply {
+    let what = if suppressed { "DSN suppressed" } else { "BOUNCE" };
+    Reply::new(250, (2, 5, 0), format!("Ok, id={log_id}, {what}"))
+}
+
+/// LMTP: a recipient whose rejection became a DSN.
+pub fn lmtp_bounced(rcpt: &str, suppressed: bool) -> Reply {
+    let what = if suppressed { "DSN suppressed" } else { "DSN was sent" };
+    Reply::new(250, (2, 5, 0), format!("Ok <{rcpt}>, {what}"))
+}
+
+/// The enhanced code implied by a basic code when the peer sent none.
+pub fn default_enhanced(code: u16) -> (u8, u16, u16) {
+    match code / 100 {
+        2 => (2, 0, 0),
+        4 => (4, 0, 0),
+        _ => (5, 0, 0),
+    }
+}
