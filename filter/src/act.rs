@@ -121,7 +121,7 @@ pub fn failure_dsn(
             .map_or("5.0.0".to_string(), |(a, b, c)| format!("{a}.{b}.{c}"));
         m.push_str("\r\n");
         if let Some(o) = &r.orcpt {
-            let _ = write!(m, "Original-Recipient: {}\r\n", o);
+            let _ = write!(m, "Original-Recipient: rfc822;{o}\r\n");
         }
         let _ = write!(
             m,

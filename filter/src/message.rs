@@ -126,7 +126,7 @@ impl Notify {
 pub struct Recipient {
     /// The address without angle brackets.
     pub address: String,
-    /// DSN ORCPT (`rfc822;addr`), passed on as given.
+    /// DSN ORCPT address (smtp-proto strips the `rfc822;` type), passed on.
     pub orcpt: Option<String>,
     /// DSN NOTIFY.
     pub notify: Notify,

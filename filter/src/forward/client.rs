@@ -176,7 +176,7 @@ impl Connection {
                     cmd.push_str(&format!(" NOTIFY={n}"));
                 }
                 if let Some(o) = &r.orcpt {
-                    cmd.push_str(&format!(" ORCPT={o}"));
+                    cmd.push_str(&format!(" ORCPT=rfc822;{}", xtext_encode(o)));
                 }
             }
             commands.push(cmd + "\r\n");

@@ -71,6 +71,7 @@ enum State {
         envelope: Box<Envelope>,
         receiver: Dot,
         spool: Spool,
+        pending: Vec<u8>,
     },
     /// Receiving and discarding a body that is too big, or that the spool could not take.
     Draining {
@@ -213,18 +214,32 @@ impl Session {
                 envelope,
                 mut receiver,
                 mut spool,
+                mut pending,
             } => {
-                let mut chunk = Vec::with_capacity(input.len().min(SPOOL_CHUNK));
-                let done = receiver.0.ingest(&mut iter, &mut chunk);
+                let done = receiver.0.ingest(&mut iter, &mut pending);
                 let consumed = input.len() - iter.as_slice().len();
-                let size = spool.len() + chunk.len() as u64;
+                let size = spool.len() + pending.len() as u64;
+                // The receiver may take back the last byte it gave (the CR of the final
+                // CRLF.CRLF), so one byte stays pending until the end; the rest goes to the
+                // spool in large chunks.
+                let flush = if done {
+                    pending.len()
+                } else if pending.len() > SPOOL_CHUNK {
+                    pending.len() - 1
+                } else {
+                    0
+                };
+                let written = if flush > 0 {
+                    let r = spool.write(&pending[..flush]);
+                    pending.drain(..flush);
+                    r
+                } else {
+                    Ok(())
+                };
                 if limit > 0 && size > limit {
                     let reply = Some(replies::message_too_big(size));
                     (self.drain_or_finish(receiver, size, reply, done, out), consumed)
-                } else if let Err(e) = spool
-                    .write(&chunk)
-                    .and_then(|()| if done { spool.finish() } else { Ok(()) })
-                {
+                } else if let Err(e) = written.and_then(|()| if done { spool.finish() } else { Ok(()) }) {
                     let reply = Some(replies::tempfail(&self.id_seed, "spooling", &e.to_string()));
                     (self.drain_or_finish(receiver, size, reply, done, out), consumed)
                 } else if done {
@@ -242,6 +257,7 @@ impl Session {
                             envelope,
                             receiver,
                             spool,
+                            pending,
                         },
                         consumed,
                     )
@@ -426,6 +442,7 @@ impl Session {
                     envelope,
                     receiver: Dot(DataReceiver::new()),
                     spool,
+                    pending: Vec::new(),
                 };
                 self.data_announced = false;
                 replies::start_data()

@@ -70,7 +70,7 @@ pub fn build(s: &MessageSummary) -> Value {
         .map(|r| {
             let mut o = Map::new();
             o.insert("rcpt_to".into(), json!(r.address));
-            if let Some(orig) = r.orcpt.as_deref().map(|o| o.split_once(';').map_or(o, |(_, a)| a))
+            if let Some(orig) = r.orcpt.as_deref()
                 && orig != r.address
             {
                 o.insert("rcpt_to_orig".into(), json!(orig));
