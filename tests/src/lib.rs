@@ -5,6 +5,9 @@
 //! Test support panics on purpose: a failed setup is a failed test.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod avisd;
+pub mod mta;
+
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

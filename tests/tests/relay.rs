@@ -1,0 +1,419 @@
+//! avisd as a relay, end to end: a real avisd between a client and a scriptable back
+//! end (and Postfix's own smtp-source as a load client). Every test counts what was
+//! sent against what arrived, and reads the scoreboard the monitors read.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use agent_mib::{Counter, LedgerKey, ProcKey};
+use tests::avisd::{Avisd, config_text};
+use tests::mta::{Behaviour, FakeMta, send};
+use tests::{TempDir, bin, free_tcp_port, require_tool, wait_for};
+
+fn start(dir: &TempDir, backend: &FakeMta, lmtp_backend: bool, max_servers: usize) -> Avisd {
+    let port = free_tcp_port();
+    let scheme = if lmtp_backend { "lmtp" } else { "smtp" };
+    let cfg = config_text(
+        dir.path(),
+        port,
+        &format!("{scheme}:[127.0.0.1]:{}", backend.port),
+        max_servers,
+        "",
+    );
+    Avisd::start(dir.path(), &cfg, port)
+}
+
+#[test]
+fn a_message_is_relayed_with_its_envelope_and_the_client_hears_the_back_ends_answer() {
+    let dir = TempDir::new("relay-basic");
+    let backend = FakeMta::start(Behaviour::default());
+    let avisd = start(&dir, &backend, false, 2);
+    let r = send(
+        avisd.port,
+        false,
+        "alice@example.org",
+        &["bob@example.com", "carol@example.com"],
+        "Subject: hi\r\n\r\n.leading dot\r\nbody\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.final_replies.len(), 1);
+    assert!(
+        r.final_replies[0].starts_with("250 2.0.0 from MTA(smtp:[127.0.0.1]:"),
+        "{:?}",
+        r.final_replies
+    );
+    assert!(r.final_replies[0].contains("queued as Q0"));
+    let got = backend.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].from, "alice@example.org");
+    assert_eq!(got[0].rcpts, ["bob@example.com", "carol@example.com"]);
+    assert!(
+        got[0].data.starts_with("Received: from client.test"),
+        "avisd adds its Received field: {}",
+        got[0].data
+    );
+    assert!(
+        got[0].data.contains("\r\n..leading dot\r\n"),
+        "dot-stuffing survives the round trip"
+    );
+    assert!(got[0].mail_line.contains("SIZE="));
+
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::InMsgs), 1);
+    assert_eq!(snap.counter(Counter::InMsgsRecips), 2);
+    assert_eq!(snap.counter(Counter::InMsgsInbound), 1);
+    assert_eq!(snap.counter(Counter::ContentCleanMsgs), 1);
+    assert_eq!(snap.counter(Counter::OutMsgsDelivers), 1);
+    assert_eq!(snap.counter(Counter::OutMsgsProtoSMTPRelay), 1);
+    assert_eq!(snap.counter(Counter::InMsgsStatusRelayedUntagged), 1);
+    assert_eq!(snap.counter(Counter::LedgerRelayed), 1);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+    assert_eq!(snap.proc(ProcKey::All), 2);
+
+    let events = wait_for("the JSON event", Duration::from_secs(5), || {
+        Some(avisd.events()).filter(|e| !e.is_empty())
+    });
+    let e = &events[0];
+    assert_eq!(e["schema"], "avis.message/1");
+    assert_eq!(e["mail_from"], "alice@example.org");
+    assert_eq!(e["rcpt_num"], 2);
+    assert_eq!(e["action"][0], "PASS");
+    assert_eq!(e["queued_as"][0], "Q0");
+    assert!(e["size"].is_u64() && e["time_unix"].is_f64(), "numbers are numbers");
+}
+
+#[test]
+fn the_back_ends_refusals_reach_each_lmtp_recipient() {
+    let dir = TempDir::new("relay-lmtp");
+    let backend = FakeMta::start(Behaviour {
+        lmtp: true,
+        ..Behaviour::default()
+    });
+    let avisd = start(&dir, &backend, true, 2);
+    let rcpts = [
+        "ok-1@example.com",
+        "lmtpreject-2@example.com",
+        "lmtpdefer-3@example.com",
+        "reject-4@example.com",
+    ];
+    let r = send(avisd.port, true, "a@example.org", &rcpts, "Subject: x\r\n\r\nx\r\n").unwrap();
+    let codes: Vec<&str> = r.final_replies.iter().map(|s| &s[..3]).collect();
+    assert_eq!(codes, ["250", "550", "452", "550"], "{:?}", r.final_replies);
+    assert!(r.final_replies[1].contains("from MTA(lmtp:"));
+    assert_eq!(backend.received()[0].rcpts, ["ok-1@example.com"]);
+    let snap = avisd.snapshot();
+    assert_eq!(
+        snap.counter(Counter::InMsgsStatusRejected),
+        1,
+        "counted once per message and status"
+    );
+    assert_eq!(snap.counter(Counter::InMsgsStatusTempFailed), 1);
+    assert_eq!(snap.counter(Counter::LedgerRelayed), 1);
+}
+
+#[test]
+fn recipients_refused_behind_a_single_esmtp_reply_are_bounced_to_the_sender() {
+    let dir = TempDir::new("relay-dsn");
+    let backend = FakeMta::start(Behaviour::default());
+    let avisd = start(&dir, &backend, false, 2);
+    let r = send(
+        avisd.port,
+        false,
+        "sender@example.org",
+        &["ok@example.com", "reject-x@example.com"],
+        "Subject: s\r\nMessage-ID: <m1@x>\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    assert!(
+        r.final_replies[0].starts_with("250 ") && r.final_replies[0].ends_with(", but 1 BOUNCE"),
+        "{:?}",
+        r.final_replies
+    );
+    let got = backend.received();
+    assert_eq!(got.len(), 2, "the message and the DSN");
+    let dsn = &got[1];
+    assert_eq!(dsn.from, "", "a DSN has the null sender");
+    assert_eq!(dsn.rcpts, ["sender@example.org"]);
+    assert!(dsn.data.contains("Final-Recipient: rfc822; reject-x@example.com"));
+    assert!(
+        dsn.data.contains("Message-ID: <m1@x>"),
+        "the original header is returned"
+    );
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::InMsgsStatusBounced), 1);
+    assert_eq!(snap.counter(Counter::OutMsgsSubmitDsn), 1);
+}
+
+#[test]
+fn a_bounce_is_never_bounced_and_every_refusal_goes_back_as_5xx() {
+    let dir = TempDir::new("relay-nobounce");
+    let backend = FakeMta::start(Behaviour::default());
+    let avisd = start(&dir, &backend, false, 2);
+    let r = send(
+        avisd.port,
+        false,
+        "",
+        &["ok@example.com", "reject-x@example.com"],
+        "Subject: s\r\n\r\nb\r\n",
+    )
+    .unwrap();
+    assert!(r.final_replies[0].starts_with("250 "), "{:?}", r.final_replies);
+    assert_eq!(backend.received().len(), 1, "no DSN for a null sender");
+    let r = send(
+        avisd.port,
+        false,
+        "a@example.org",
+        &["reject-1@example.com", "reject-2@example.com"],
+        "x\r\n",
+    )
+    .unwrap();
+    assert!(
+        r.final_replies[0].starts_with("550 5.1.1 from MTA("),
+        "{:?}",
+        r.final_replies
+    );
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::InMsgsStatusNoBounce), 1);
+    assert_eq!(snap.counter(Counter::LedgerRejected), 1);
+    assert_eq!(snap.counter(Counter::InMsgsBounceNullRPath), 1);
+}
+
+#[test]
+fn with_the_back_end_down_every_message_is_tempfailed_and_none_is_acknowledged() {
+    let dir = TempDir::new("relay-down");
+    let dead_port = free_tcp_port();
+    let port = free_tcp_port();
+    let cfg = config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{dead_port}"), 2, "");
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    for i in 0..5 {
+        let r = send(
+            avisd.port,
+            false,
+            "a@example.org",
+            &[&format!("r{i}@example.com")],
+            "x\r\n",
+        )
+        .unwrap();
+        assert!(
+            r.final_replies[0].starts_with("451 4.5.0 Error in processing"),
+            "{:?}",
+            r.final_replies
+        );
+    }
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::LedgerTempFailed), 5);
+    assert_eq!(snap.counter(Counter::InMsgsStatusTempFailed), 5);
+    assert_eq!(snap.counter(Counter::ScannerBackendErrors), 5);
+    assert_eq!(snap.counter(Counter::OutMsgsAttemptFails), 5);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+}
+
+#[test]
+fn a_load_from_smtp_source_arrives_whole_and_the_counters_agree() {
+    let smtp_source = require_tool("smtp-source");
+    let dir = TempDir::new("relay-load");
+    let backend = FakeMta::start(Behaviour::default());
+    let avisd = start(&dir, &backend, false, 4);
+    let status = Command::new(smtp_source)
+        .args([
+            "-s",
+            "4",
+            "-m",
+            "200",
+            "-l",
+            "2048",
+            "-f",
+            "load@example.org",
+            "-t",
+            "sink@example.com",
+        ])
+        .arg(format!("127.0.0.1:{}", avisd.port))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(backend.received().len(), 200, "every message arrived exactly once");
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::InMsgs), 200);
+    assert_eq!(snap.counter(Counter::LedgerReceived), 200);
+    assert_eq!(snap.counter(Counter::LedgerRelayed), 200);
+    assert_eq!(snap.counter(Counter::OutMsgsDelivers), 200);
+    assert!(
+        snap.counter(Counter::OutConnReuseRecent) > 0,
+        "idle back-end connections are reused"
+    );
+    assert_eq!(snap.counter(Counter::LatencyTotalCount), 200);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+}
+
+#[test]
+fn killed_mid_load_avisd_loses_nothing_it_acknowledged_and_counts_the_rest_at_restart() {
+    let dir = TempDir::new("relay-kill");
+    let backend = FakeMta::start(Behaviour {
+        slow: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    let mut avisd = start(&dir, &backend, false, 4);
+    // Four messages held in flight by a slow back end, then SIGKILL.
+    let port = avisd.port;
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                send(
+                    port,
+                    false,
+                    "a@example.org",
+                    &[&format!("slow-{i}@example.com")],
+                    "x\r\n",
+                )
+            })
+        })
+        .collect();
+    wait_for("four messages in flight", Duration::from_secs(10), || {
+        (avisd.snapshot().ledger(LedgerKey::InFlight) == 4).then_some(())
+    });
+    avisd.proc.signal("KILL");
+    let acknowledged = clients
+        .into_iter()
+        .map(|c| c.join().unwrap())
+        .filter(|r| {
+            r.as_ref()
+                .is_ok_and(|r| r.final_replies.iter().any(|f| f.starts_with('2')))
+        })
+        .count();
+    let _ = avisd.proc.child.wait();
+    assert_eq!(acknowledged, 0, "no client got 2xx from a killed avisd");
+    std::thread::sleep(Duration::from_secs(3));
+    let arrived = backend.received().len();
+    println!("killed with 4 in flight: {arrived} reached the back end anyway (duplicates when the senders retry)");
+    assert!(arrived <= 4, "duplicates stay within the transactions in flight");
+
+    let restarted = Avisd::start_with(dir.path(), &avisd.config, avisd.port);
+    let snap = restarted.snapshot();
+    assert_eq!(snap.counter(Counter::LedgerReceived), 4);
+    assert_eq!(
+        snap.counter(Counter::LedgerTempFailed),
+        4,
+        "in flight at the kill: the senders retry"
+    );
+    assert_eq!(snap.counter(Counter::ProcGone), 4);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+    // The retries go through.
+    for i in 0..4 {
+        let r = send(
+            restarted.port,
+            false,
+            "a@example.org",
+            &[&format!("r{i}@example.com")],
+            "x\r\n",
+        )
+        .unwrap();
+        assert!(r.final_replies[0].starts_with("250"));
+    }
+}
+
+#[test]
+fn sigterm_lets_the_message_in_flight_finish_and_refuses_nothing_it_took() {
+    let dir = TempDir::new("relay-drain");
+    let backend = FakeMta::start(Behaviour {
+        slow: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    let mut avisd = start(&dir, &backend, false, 2);
+    let port = avisd.port;
+    let client = std::thread::spawn(move || send(port, false, "a@example.org", &["slow-1@example.com"], "x\r\n"));
+    wait_for("the message in flight", Duration::from_secs(10), || {
+        (avisd.snapshot().ledger(LedgerKey::InFlight) == 1).then_some(())
+    });
+    avisd.proc.signal("TERM");
+    let r = client.join().unwrap().unwrap();
+    assert!(r.final_replies[0].starts_with("250"), "{:?}", r.final_replies);
+    let status = avisd.proc.child.wait().unwrap();
+    assert!(status.success(), "avisd exits cleanly after the drain");
+    assert_eq!(backend.received().len(), 1);
+    let snap = agent_mib::Reader::new(&avisd.scoreboard).snapshot().unwrap();
+    assert!(!snap.writer_alive());
+    assert_eq!(snap.counter(Counter::LedgerRelayed), 1);
+}
+
+#[test]
+fn counters_survive_a_restart_and_reset_only_with_the_file() {
+    let dir = TempDir::new("relay-restart");
+    let backend = FakeMta::start(Behaviour::default());
+    let avisd = start(&dir, &backend, false, 2);
+    send(avisd.port, false, "a@example.org", &["b@example.com"], "x\r\n").unwrap();
+    let started = avisd.snapshot().started_ms();
+    let (config, port) = (avisd.config.clone(), avisd.port);
+    avisd.proc.signal("TERM");
+    drop(avisd);
+    let again = Avisd::start_with(dir.path(), &config, port);
+    send(again.port, false, "a@example.org", &["b@example.com"], "x\r\n").unwrap();
+    let snap = again.snapshot();
+    assert_eq!(snap.counter(Counter::InMsgs), 2);
+    assert_eq!(
+        snap.started_ms(),
+        started,
+        "sysUpTime keeps counting from the same start"
+    );
+    assert_eq!(snap.generation(), 2);
+}
+
+#[test]
+fn pipe_delivery_hands_the_message_to_a_program_and_maps_its_exit_code() {
+    let dir = TempDir::new("relay-pipe");
+    let port = free_tcp_port();
+    let out = dir.join("piped.eml");
+    let script = dir.join("deliver.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$2\" in *tempfail*) exit 75;; esac\ncat >> {}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    let cfg = config_text(
+        dir.path(),
+        port,
+        &format!("pipe:argv={} ${{sender}} ${{recipient}}", script.display()),
+        2,
+        "",
+    );
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    let r = send(
+        avisd.port,
+        false,
+        "a@example.org",
+        &["b@example.com"],
+        "Subject: piped\r\n\r\nx\r\n",
+    )
+    .unwrap();
+    assert!(r.final_replies[0].starts_with("250"), "{:?}", r.final_replies);
+    assert!(std::fs::read_to_string(&out).unwrap().contains("Subject: piped"));
+    let r = send(avisd.port, false, "a@example.org", &["tempfail@example.com"], "x\r\n").unwrap();
+    assert!(
+        r.final_replies[0].starts_with("450"),
+        "EX_TEMPFAIL is temporary: {:?}",
+        r.final_replies
+    );
+}
+
+#[test]
+fn a_bad_configuration_fails_at_start_with_file_line_and_reason() {
+    let dir = TempDir::new("relay-badcfg");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[daemon]\nstate_dir = \"s\"\nmax_servers = 9999\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:nowhere\"\n").unwrap();
+    let out = Command::new(bin("avisd"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3: daemon.max_servers"), "{err}");
+    assert!(err.contains("bad.toml:9: policy.default.forward"), "{err}");
+    let ok = Command::new(bin("avisd")).arg("--check-config").output().unwrap();
+    assert!(ok.status.success(), "the embedded default is valid");
+}
