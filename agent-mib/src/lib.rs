@@ -21,6 +21,7 @@ pub mod table;
 mod writer;
 
 pub use families::{ContentCategory, Direction, Status};
+pub use map::map_immutable_file;
 pub use mibfile::mib_text;
 pub use reader::{ReadError, Reader};
 pub use snapshot::{SlotView, Snapshot, SnapshotParts, Value};

@@ -61,3 +61,12 @@ impl Words {
         }
     }
 }
+
+/// Maps a file that nobody writes while it is mapped (avisd's finished spool files),
+/// read-only, for parsing without copying it onto the heap. Here because every `unsafe`
+/// of the workspace lives in this module.
+pub fn map_immutable_file(file: &File) -> io::Result<memmap2::Mmap> {
+    // SAFETY: the callers map only files they created and finished writing, which stay
+    // private to their process and are not modified or truncated until the map is dropped.
+    unsafe { MmapOptions::new().map(file) }
+}

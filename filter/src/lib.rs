@@ -5,9 +5,12 @@
 
 pub mod accept;
 pub mod act;
+pub mod check;
 pub mod config;
+pub mod decode;
 pub mod forward;
 pub mod message;
+pub mod mime;
 pub mod pipeline;
 pub mod receive;
 pub mod record;

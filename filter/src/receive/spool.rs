@@ -93,6 +93,15 @@ impl Spool {
         }
     }
 
+    /// The whole body as bytes, mapping the file when there is one (for parsing).
+    pub fn bytes(&self) -> io::Result<SpoolBytes<'_>> {
+        match &self.file {
+            Some((f, _)) if self.len > 0 => Ok(SpoolBytes::Mapped(agent_mib::map_immutable_file(f)?)),
+            Some(_) => Ok(SpoolBytes::Memory(&[])),
+            None => Ok(SpoolBytes::Memory(&self.mem)),
+        }
+    }
+
     /// The first `max` bytes (for header inspection and DSNs).
     pub fn head(&self, max: usize) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
@@ -105,6 +114,26 @@ impl Drop for Spool {
     fn drop(&mut self) {
         if let Some((_, path)) = self.file.take() {
             let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The whole body as one byte slice: borrowed from memory, or the spool file mapped
+/// read-only (never copied onto the heap).
+#[derive(Debug)]
+pub enum SpoolBytes<'a> {
+    /// In memory.
+    Memory(&'a [u8]),
+    /// The mapped file.
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for SpoolBytes<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            SpoolBytes::Memory(m) => m,
+            SpoolBytes::Mapped(m) => m,
         }
     }
 }

@@ -1,0 +1,105 @@
+//! The one place that knows mail-parser (0.11 here; 1.x needs a newer rustc). Everything
+//! else sees our own types, so the upgrade touches this file only.
+
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+
+/// One MIME leaf part, decoded from its transfer encoding.
+#[derive(Debug, Clone)]
+pub struct MimePart {
+    /// Declared file name (Content-Disposition filename or Content-Type name).
+    pub name: Option<String>,
+    /// Declared type, `type/subtype`, lower case.
+    pub declared_type: Option<String>,
+    /// The decoded content.
+    pub content: Vec<u8>,
+    /// Nesting depth of message/rfc822 it sits in (0 = top level).
+    pub depth: usize,
+}
+
+/// What the parser found in a message.
+#[derive(Debug, Clone, Default)]
+pub struct MimeMessage {
+    /// Leaf parts, in order.
+    pub parts: Vec<MimePart>,
+    /// A part had a transfer-encoding or structure problem.
+    pub encoding_problem: bool,
+    /// No header section could be found at all.
+    pub unparsable: bool,
+    /// Decoded Subject.
+    pub subject: Option<String>,
+    /// Addresses in From.
+    pub from: Vec<String>,
+    /// Message-ID.
+    pub message_id: Option<String>,
+}
+
+/// Parses `raw`, descending into nested messages up to `max_depth`, keeping at most
+/// `max_parts` leaves; parts beyond are reported through `truncated`.
+pub fn parse(raw: &[u8], max_depth: usize, max_parts: usize) -> (MimeMessage, bool) {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return (
+            MimeMessage {
+                unparsable: true,
+                ..MimeMessage::default()
+            },
+            false,
+        );
+    };
+    let mut out = MimeMessage {
+        subject: msg.subject().map(str::to_string),
+        from: msg
+            .from()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.address.as_deref().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        message_id: msg.message_id().map(str::to_string),
+        ..MimeMessage::default()
+    };
+    let mut truncated = false;
+    collect(&msg, 0, max_depth, max_parts, &mut out, &mut truncated);
+    (out, truncated)
+}
+
+fn collect(
+    msg: &mail_parser::Message<'_>,
+    depth: usize,
+    max_depth: usize,
+    max_parts: usize,
+    out: &mut MimeMessage,
+    truncated: &mut bool,
+) {
+    for part in &msg.parts {
+        out.encoding_problem |= part.is_encoding_problem;
+        let name = part.attachment_name().map(str::to_string);
+        let declared_type = part.content_type().map(|ct| match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+            None => ct.ctype().to_ascii_lowercase(),
+        });
+        let content: Vec<u8> = match &part.body {
+            PartType::Multipart(_) => continue,
+            PartType::Message(inner) => {
+                if depth + 1 > max_depth {
+                    *truncated = true;
+                } else {
+                    collect(inner, depth + 1, max_depth, max_parts, out, truncated);
+                }
+                continue;
+            }
+            PartType::Text(t) | PartType::Html(t) => t.as_bytes().to_vec(),
+            PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
+        };
+        if out.parts.len() >= max_parts {
+            *truncated = true;
+            return;
+        }
+        out.parts.push(MimePart {
+            name,
+            declared_type,
+            content,
+            depth,
+        });
+    }
+}
