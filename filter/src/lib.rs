@@ -7,6 +7,7 @@ pub mod accept;
 pub mod act;
 pub mod check;
 pub mod config;
+pub mod decide;
 pub mod decode;
 pub mod forward;
 pub mod message;
