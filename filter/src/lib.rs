@@ -15,3 +15,5 @@ pub mod mime;
 pub mod pipeline;
 pub mod receive;
 pub mod record;
+#[path = "check/scanners.rs"]
+pub mod scanners;

@@ -14,6 +14,8 @@ use toml::Spanned;
 
 use crate::forward::target::Target;
 
+pub mod checks;
+
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
@@ -131,6 +133,8 @@ struct RawPolicy {
     mynetworks: Vec<Spanned<String>>,
     #[serde(default)]
     originating: bool,
+    #[serde(default)]
+    checks: checks::RawChecks,
 }
 
 fn zero() -> Spanned<i64> {
@@ -236,6 +240,8 @@ pub struct Policy {
     pub mynetworks: Vec<Network>,
     /// Everything on this bank is originating.
     pub originating: bool,
+    /// The content checks.
+    pub checks: checks::Checks,
 }
 
 impl Policy {
@@ -352,6 +358,27 @@ impl Validator<'_> {
     fn line(&self, span: std::ops::Range<usize>) -> usize {
         let end = span.start.min(self.text.len());
         self.text.get(..end).map_or(1, |t| t.matches('\n').count() + 1)
+    }
+
+    /// A problem whose value has no span (a key the flattened tables collected): the
+    /// line is where the key is first written.
+    fn problem_at_key(&mut self, key: &str, name: &str, reason: &str) {
+        let line = self
+            .text
+            .lines()
+            .position(|l| {
+                l.trim_start().starts_with(name)
+                    && l[l.find(name).map_or(0, |i| i + name.len())..]
+                        .trim_start()
+                        .starts_with('=')
+            })
+            .map_or(1, |i| i + 1);
+        self.problems.push(Problem {
+            file: self.file.to_string(),
+            line,
+            key: key.to_string(),
+            reason: reason.to_string(),
+        });
     }
 
     fn problem<T>(&mut self, key: &str, at: &Spanned<T>, reason: impl Into<String>) {
@@ -527,6 +554,7 @@ impl Validator<'_> {
                 .collect(),
             mynetworks,
             originating: p.originating,
+            checks: self.checks(name, &p.checks),
         }
     }
 }
@@ -598,6 +626,50 @@ mod tests {
             msg.contains("f.toml") && msg.contains("line 4") && msg.contains("max_server"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn checks_report_unknown_keys_bad_rules_and_destinies_by_line() {
+        let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n\n[policy.default.checks]\nspam_kil_level = 3\nbanned_names = [\"(unclosed\"]\nfinal_spam_destiny = \"drop\"\nspamd = \"localhost\"\n\n[[policy.default.checks.recipients]]\nmatch = [\".example.org\"]\nspam_lover = true\n";
+        let Err(ConfigError::Invalid(problems)) = Config::parse(text, "c.toml") else {
+            panic!("accepted")
+        };
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.starts_with("c.toml:12: policy.default.checks.spam_kil_level: unknown key")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.starts_with("c.toml:13: policy.default.checks.banned_names[0]: bad regular expression")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.starts_with("c.toml:14: policy.default.checks.final_spam_destiny")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.starts_with("c.toml:15: policy.default.checks.spamd")),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn per_recipient_settings_override_the_bank_first_match_wins() {
+        let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n\n[policy.default.checks]\nspam_kill_level = 5.0\n\n[[policy.default.checks.recipients]]\nmatch = [\"boss@example.com\"]\nspam_kill_level = 20.0\n\n[[policy.default.checks.recipients]]\nmatch = [\".example.com\"]\nspam_lover = true\n";
+        let c = Config::parse(text, "c.toml").unwrap();
+        let checks = &c.policy("default").unwrap().checks;
+        let boss = checks.recipient("boss@example.com", true);
+        assert_eq!((boss.kill_level, boss.spam_lover), (Some(20.0), false));
+        let staff = checks.recipient("staff@mx.example.com", true);
+        assert_eq!((staff.kill_level, staff.spam_lover), (Some(5.0), true));
     }
 
     #[test]
