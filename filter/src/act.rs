@@ -57,6 +57,76 @@ pub fn received_header(envelope: &Envelope, ids: &Ids, host: &str, port: Option<
     .into_bytes()
 }
 
+/// Header fields avisd owns: incoming copies are removed before ours are added, so a
+/// sender cannot forge a verdict (amavisd's `remove_existing_spam_headers`).
+const OWNED_FIELDS: [&str; 6] = [
+    "x-spam-flag",
+    "x-spam-score",
+    "x-spam-level",
+    "x-spam-status",
+    "x-amavis-alert",
+    "x-amavis-hold",
+];
+
+/// Rewrites the header section for a group of recipients: removes incoming copies of
+/// the fields avisd owns, adds `add` on top and prefixes the Subject with `subject_tag`
+/// (adding a Subject when there is none). Returns the new header section and how many
+/// bytes of the original it replaces; `None` when the header section cannot be found in
+/// the first 256 KiB (the message then goes out unedited, with only its Received field).
+pub fn edit_header(spool: &Spool, add: &[(String, String)], subject_tag: Option<&str>) -> Option<(Vec<u8>, u64)> {
+    let head = spool.head(256 * 1024).ok()?;
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2)?;
+    let mut out = Vec::with_capacity(end + 512);
+    for (name, value) in add {
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    let mut subject_done = subject_tag.is_none();
+    let mut skipping = false;
+    for line in head[..end].split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if continuation {
+            if !skipping {
+                out.extend_from_slice(line);
+            }
+            continue;
+        }
+        let name = line
+            .split(|&b| b == b':')
+            .next()
+            .map(|n| String::from_utf8_lossy(n).trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        skipping = OWNED_FIELDS.contains(&name.as_str());
+        if skipping {
+            continue;
+        }
+        match subject_tag {
+            Some(tag) if name == "subject" && !subject_done => {
+                let value = &line[line.iter().position(|&b| b == b':').map_or(line.len(), |i| i + 1)..];
+                let value = String::from_utf8_lossy(value);
+                let trimmed = value.trim_start();
+                // An existing copy of the tag is not repeated.
+                let rest = trimmed.strip_prefix(tag.trim_end()).map_or(trimmed, str::trim_start);
+                out.extend_from_slice(format!("Subject: {tag}{rest}").as_bytes());
+                subject_done = true;
+            }
+            _ => out.extend_from_slice(line),
+        }
+    }
+    if let (Some(tag), false) = (subject_tag, subject_done) {
+        out.extend_from_slice(format!("Subject: {}\r\n", tag.trim_end()).as_bytes());
+    }
+    Some((out, end as u64))
+}
+
+/// `user+ext@domain` (an existing extension is replaced, as amavisd does by default).
+pub fn with_extension(address: &str, delimiter: char, ext: &str) -> String {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return address.to_string();
+    };
+    let base = local.split(delimiter).next().unwrap_or(local);
+    format!("{base}{delimiter}{ext}@{domain}")
+}
+
 /// Whether a failure DSN must not be sent for `rcpt`: never bounce a bounce (null
 /// sender), and honour NOTIFY.
 pub fn dsn_suppressed(envelope: &Envelope, rcpt: &Recipient) -> bool {
@@ -157,6 +227,43 @@ pub fn failure_dsn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spool_of(text: &str) -> Spool {
+        let mut s = Spool::new(
+            crate::receive::spool::SpoolConfig {
+                dir: std::env::temp_dir(),
+                memory_threshold: 1 << 20,
+            },
+            "t",
+        );
+        s.write(text.as_bytes()).unwrap();
+        s
+    }
+
+    #[test]
+    fn owned_fields_are_replaced_and_the_subject_tagged_once() {
+        let s = spool_of(
+            "X-Spam-Flag: NO\r\nX-Spam-Status: No,\r\n folded\r\nSubject: ***SPAM*** hello\r\nFrom: a@b\r\n\r\nbody\r\n",
+        );
+        let add = vec![("X-Spam-Flag".to_string(), "YES".to_string())];
+        let (h, skip) = edit_header(&s, &add, Some("***SPAM*** ")).unwrap();
+        assert_eq!(
+            String::from_utf8(h).unwrap(),
+            "X-Spam-Flag: YES\r\nSubject: ***SPAM*** hello\r\nFrom: a@b\r\n"
+        );
+        assert_eq!(&s.head(1000).unwrap()[skip as usize..], b"\r\nbody\r\n");
+        let (h, _) = edit_header(&spool_of("From: a@b\r\n\r\nx"), &[], Some("[T] ")).unwrap();
+        assert_eq!(String::from_utf8(h).unwrap(), "From: a@b\r\nSubject: [T]\r\n");
+    }
+
+    #[test]
+    fn extensions_replace_an_existing_one() {
+        assert_eq!(with_extension("user@example.com", '+', "spam"), "user+spam@example.com");
+        assert_eq!(
+            with_extension("user+old@example.com", '+', "spam"),
+            "user+spam@example.com"
+        );
+    }
 
     #[test]
     fn dates_are_rfc5322_in_utc() {

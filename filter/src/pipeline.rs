@@ -13,7 +13,7 @@ use agent_mib::{ContentCategory, Outcome, ScanResult, Scanner, Status, WorkerSlo
 use crate::act;
 use crate::config::Policy;
 use crate::forward::client::ClientError;
-use crate::forward::{ConnUse, Forwarder};
+use crate::forward::{ConnUse, Forwarder, Outgoing};
 use crate::message::{Envelope, Ids, Reply};
 use crate::receive::replies;
 use crate::receive::session::Transaction;
@@ -113,7 +113,19 @@ async fn forward(
     let started = Instant::now();
     // One bound on the whole forwarding, below the MTA's own DATA-done timeout.
     let limit = ctx.policy.forward_timeout * 2;
-    let result = match tokio::time::timeout(limit, ctx.forwarder.forward(envelope, prepend, spool)).await {
+    let result = match tokio::time::timeout(
+        limit,
+        ctx.forwarder.forward(
+            envelope,
+            &Outgoing {
+                prepend,
+                skip: 0,
+                spool,
+            },
+        ),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(_) => Err(ClientError::Timeout("forwarding")),
     };
@@ -239,7 +251,18 @@ async fn bounce_refused(
     let written = dsn_spool.write(&bytes);
     let started = Instant::now();
     let sent = match written {
-        Ok(()) => ctx.forwarder.forward(&dsn_env, b"", &dsn_spool).await,
+        Ok(()) => {
+            ctx.forwarder
+                .forward(
+                    &dsn_env,
+                    &Outgoing {
+                        prepend: b"",
+                        skip: 0,
+                        spool: &dsn_spool,
+                    },
+                )
+                .await
+        }
         Err(e) => Err(ClientError::Io {
             stage: "building the DSN",
             source: e,

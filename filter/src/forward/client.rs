@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::Outgoing;
 use super::target::Protocol;
 use crate::message::{Body, Envelope, Reply, Ret};
-use crate::receive::spool::Spool;
 
 /// Why a transaction with the back end failed as a whole (every one is temporary).
 #[derive(Debug, thiserror::Error)]
@@ -159,11 +159,10 @@ impl Connection {
     pub async fn transaction(
         &mut self,
         envelope: &Envelope,
-        prepend: &[u8],
-        spool: &Spool,
+        out: &Outgoing<'_>,
     ) -> Result<Vec<RcptOutcome>, ClientError> {
         self.reusable = false;
-        let size = spool.len() + prepend.len() as u64;
+        let size = out.len();
         let mut commands: Vec<String> = Vec::new();
         let xforward = self.xforward_commands(envelope);
         let n_xforward = xforward.len();
@@ -244,7 +243,7 @@ impl Connection {
             None => return Err(ClientError::Closed("DATA")),
         }
 
-        self.send_body(prepend, spool).await?;
+        self.send_body(out).await?;
         match self.protocol {
             Protocol::Smtp => {
                 let r = self.read_reply("end of data").await?.0;
@@ -311,11 +310,11 @@ impl Connection {
         cmd + "\r\n"
     }
 
-    async fn send_body(&mut self, prepend: &[u8], spool: &Spool) -> Result<(), ClientError> {
+    async fn send_body(&mut self, msg: &Outgoing<'_>) -> Result<(), ClientError> {
         let mut stuffer = DotStuffer::default();
         let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
-        stuffer.push(prepend, &mut out);
-        let mut reader = spool.reader().map_err(|source| ClientError::Io {
+        stuffer.push(msg.prepend, &mut out);
+        let mut reader = msg.spool.reader_at(msg.skip).map_err(|source| ClientError::Io {
             stage: "reading the spool",
             source,
         })?;

@@ -16,6 +16,30 @@ use target::{Address, Target};
 use crate::message::{Envelope, Reply};
 use crate::receive::spool::Spool;
 
+/// A message as it goes out: `prepend` (trace and added header fields, or a whole
+/// rewritten header section), then the spool from byte `skip` on.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// Bytes sent first.
+    pub prepend: &'a [u8],
+    /// Spool bytes replaced by `prepend` (0: nothing replaced).
+    pub skip: u64,
+    /// The received message.
+    pub spool: &'a Spool,
+}
+
+impl Outgoing<'_> {
+    /// Bytes that go out.
+    pub fn len(&self) -> u64 {
+        self.prepend.len() as u64 + self.spool.len().saturating_sub(self.skip)
+    }
+
+    /// Whether nothing goes out.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Idle connections older than this are closed instead of reused (amavisd: 18 s).
 const REUSE_RECENT: Duration = Duration::from_secs(15);
 /// Idle connections kept per target.
@@ -70,10 +94,10 @@ impl Forwarder {
 
     /// Sends the message. An `Err` means nothing can be said of any recipient: the
     /// whole message is temporarily failed.
-    pub async fn forward(&self, envelope: &Envelope, prepend: &[u8], spool: &Spool) -> Result<Forwarded, ClientError> {
+    pub async fn forward(&self, envelope: &Envelope, out: &Outgoing<'_>) -> Result<Forwarded, ClientError> {
         let (protocol, address) = match &self.target {
             Target::Pipe(argv) => {
-                let replies = pipe::deliver(argv, envelope, prepend, spool, self.timeout).await;
+                let replies = pipe::deliver(argv, envelope, out, self.timeout).await;
                 return Ok(Forwarded {
                     replies,
                     conn: ConnUse::None,
@@ -84,7 +108,7 @@ impl Forwarder {
         };
         let mut reuse_failed = false;
         if let Some(mut conn) = self.cached().await {
-            match conn.transaction(envelope, prepend, spool).await {
+            match conn.transaction(envelope, out).await {
                 Ok(outcomes) => {
                     self.put_back(conn).await;
                     return Ok(done(outcomes, ConnUse::ReuseRecent, false));
@@ -101,7 +125,7 @@ impl Forwarder {
         }
         let stream = connect(address, self.timeout).await?;
         let mut conn = Connection::open(stream, protocol, &self.helo, self.timeout).await?;
-        let outcomes = conn.transaction(envelope, prepend, spool).await?;
+        let outcomes = conn.transaction(envelope, out).await?;
         self.put_back(conn).await;
         Ok(done(outcomes, ConnUse::New, reuse_failed))
     }

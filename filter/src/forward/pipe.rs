@@ -7,38 +7,22 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use super::Outgoing;
 use crate::message::{Envelope, Reply};
-use crate::receive::spool::Spool;
 
 /// Runs `argv` once for all recipients, or once per recipient when an argument holds
 /// `${recipient}`. Returns one reply per recipient.
-pub async fn deliver(
-    argv: &[String],
-    envelope: &Envelope,
-    prepend: &[u8],
-    spool: &Spool,
-    timeout: Duration,
-) -> Vec<Reply> {
+pub async fn deliver(argv: &[String], envelope: &Envelope, msg: &Outgoing<'_>, timeout: Duration) -> Vec<Reply> {
     let per_rcpt = argv.iter().any(|a| a.contains("${recipient}"));
     if per_rcpt {
         let mut out = Vec::with_capacity(envelope.recipients.len());
         for r in &envelope.recipients {
-            out.push(
-                run(
-                    argv,
-                    &envelope.mail_from,
-                    &[r.address.as_str()],
-                    prepend,
-                    spool,
-                    timeout,
-                )
-                .await,
-            );
+            out.push(run(argv, &envelope.mail_from, &[r.address.as_str()], msg, timeout).await);
         }
         out
     } else {
         let rcpts: Vec<&str> = envelope.recipients.iter().map(|r| r.address.as_str()).collect();
-        let reply = run(argv, &envelope.mail_from, &rcpts, prepend, spool, timeout).await;
+        let reply = run(argv, &envelope.mail_from, &rcpts, msg, timeout).await;
         envelope.recipients.iter().map(|_| reply.clone()).collect()
     }
 }
@@ -58,7 +42,7 @@ fn expand(argv: &[String], sender: &str, rcpts: &[&str]) -> Vec<String> {
     out
 }
 
-async fn run(argv: &[String], sender: &str, rcpts: &[&str], prepend: &[u8], spool: &Spool, timeout: Duration) -> Reply {
+async fn run(argv: &[String], sender: &str, rcpts: &[&str], msg: &Outgoing<'_>, timeout: Duration) -> Reply {
     let args = expand(argv, sender, rcpts);
     let Some((prog, rest)) = args.split_first() else {
         return Reply::new(451, (4, 3, 5), "pipe: no program configured");
@@ -77,8 +61,8 @@ async fn run(argv: &[String], sender: &str, rcpts: &[&str], prepend: &[u8], spoo
     let stdin = child.stdin.take();
     let feed = async move {
         let mut stdin = stdin?;
-        stdin.write_all(prepend).await.ok()?;
-        let mut reader = spool.reader().ok()?;
+        stdin.write_all(msg.prepend).await.ok()?;
+        let mut reader = msg.spool.reader_at(msg.skip).ok()?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = std::io::Read::read(&mut reader, &mut buf).ok()?;

@@ -93,6 +93,22 @@ impl Spool {
         }
     }
 
+    /// A reader from byte `offset` on (past a header section that is sent rewritten).
+    pub fn reader_at(&self, offset: u64) -> io::Result<SpoolReader<'_>> {
+        match &self.file {
+            Some((_, path)) => {
+                let mut f = File::open(path)?;
+                f.seek(SeekFrom::Start(offset))?;
+                Ok(SpoolReader::File(f))
+            }
+            None => Ok(SpoolReader::Memory(
+                self.mem
+                    .get(usize::try_from(offset).unwrap_or(usize::MAX)..)
+                    .unwrap_or(&[]),
+            )),
+        }
+    }
+
     /// The whole body as bytes, mapping the file when there is one (for parsing).
     pub fn bytes(&self) -> io::Result<SpoolBytes<'_>> {
         match &self.file {
