@@ -34,7 +34,7 @@ fn a_message_is_relayed_with_its_envelope_and_the_client_hears_the_back_ends_ans
         false,
         "alice@example.org",
         &["bob@example.com", "carol@example.com"],
-        "Subject: hi\r\n\r\n.leading dot\r\nbody\r\n",
+        "From: alice@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\nSubject: hi\r\n\r\n.leading dot\r\nbody\r\n",
     )
     .unwrap();
     assert_eq!(r.final_replies.len(), 1);

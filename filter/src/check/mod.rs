@@ -5,6 +5,7 @@
 
 pub mod banned;
 pub mod headers;
+pub mod run;
 
 use banned::BannedHit;
 use headers::HeaderProblem;

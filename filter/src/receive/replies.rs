@@ -178,19 +178,25 @@ pub fn from_mta(method: &str, backend: &Reply) -> Reply {
     }
 }
 
-/// The single ESMTP answer when some recipients were bounced by DSN and others relayed.
-pub fn with_bounces(relayed: &Reply, bounced: usize) -> Reply {
+/// The single ESMTP answer with what happened to the other recipients, as amavisd
+/// words it: `…, but 1 BOUNCE, and 2 DISCARD` after a relayed reply.
+pub fn with_notes(base: &Reply, notes: &str) -> Reply {
     Reply {
-        code: relayed.code,
-        enhanced: relayed.enhanced,
-        text: format!("{}, but {bounced} BOUNCE", relayed.text),
+        code: base.code,
+        enhanced: base.enhanced,
+        text: format!("{}, but {notes}", base.text),
     }
 }
 
-/// Every recipient was bounced by DSN (or its DSN suppressed): 250 to the client.
-pub fn all_bounced(log_id: &str, suppressed: bool) -> Reply {
-    let what = if suppressed { "DSN suppressed" } else { "BOUNCE" };
-    Reply::new(250, (2, 5, 0), format!("Ok, id={log_id}, {what}"))
+/// The single ESMTP answer when nothing was relayed: `250 2.5.0 Ok, id=…` with what
+/// happened (`BOUNCE` alone when every recipient was bounced).
+pub fn ok_id(log_id: &str, notes: &str) -> Reply {
+    let text = if notes.is_empty() {
+        format!("Ok, id={log_id}")
+    } else {
+        format!("Ok, id={log_id}, {notes}")
+    };
+    Reply::new(250, (2, 5, 0), text)
 }
 
 /// LMTP: a recipient whose rejection became a DSN.

@@ -96,7 +96,32 @@ pub fn build(s: &MessageSummary) -> Value {
         }),
     );
     m.insert("size".into(), json!(s.size));
-    m.insert("content_type".into(), json!(s.content.name()));
+    m.insert("content_type".into(), json!(s.content_name));
+    let c = &s.checks;
+    if !c.performed.is_empty() {
+        m.insert("checks_performed".into(), json!(c.performed));
+    }
+    if !c.virus_names.is_empty() {
+        m.insert("virusnames".into(), json!(c.virus_names));
+    }
+    if let Some((score, tests)) = &c.spam {
+        m.insert("spam_score".into(), json!((score * 1000.0).round() / 1000.0));
+        let mut sorted = tests.clone();
+        sorted.sort();
+        m.insert("tests".into(), json!(sorted));
+    }
+    if let Some(subject) = &c.subject {
+        m.insert("subject".into(), json!(subject));
+    }
+    if !c.from.is_empty() {
+        m.insert("author".into(), json!(c.from));
+    }
+    if let Some(id) = &c.message_id {
+        m.insert("message_id".into(), json!(id));
+    }
+    if !c.file_names.is_empty() {
+        m.insert("attached_file_names".into(), json!(c.file_names));
+    }
     m.insert("dsn_sent".into(), json!(s.dsn_sent));
     m.insert("originating".into(), json!(s.originating));
     let actions = actions_performed(s);
@@ -123,7 +148,7 @@ pub fn build(s: &MessageSummary) -> Value {
             "{} {} {} <{}> -> {}",
             s.ids.log_id,
             action.join(","),
-            s.content.name(),
+            s.content_name,
             s.envelope.mail_from,
             rcpts.iter().map(|r| format!("<{r}>")).collect::<Vec<_>>().join(",")
         )),
@@ -136,7 +161,20 @@ pub fn build(s: &MessageSummary) -> Value {
     elapsed.insert("Receiving".into(), json!(secs(s.receiving)));
     elapsed.insert("Sending".into(), json!(secs(s.sending)));
     elapsed.insert("Total".into(), json!(secs(s.total)));
-    elapsed.insert("Amavis".into(), json!(secs(s.total)));
+    let mut scanning = std::time::Duration::ZERO;
+    for (name, d) in [
+        ("Decoding", c.decoding),
+        ("VirusCheck", c.virus),
+        ("SpamCheck", c.spam_time),
+    ] {
+        if let Some(d) = d {
+            elapsed.insert(name.into(), json!(secs(d)));
+            if name != "Decoding" {
+                scanning += d;
+            }
+        }
+    }
+    elapsed.insert("Amavis".into(), json!(secs(s.total.saturating_sub(scanning))));
     m.insert("elapsed".into(), Value::Object(elapsed));
     Value::Object(m)
 }

@@ -72,6 +72,31 @@ pub struct Peer {
     pub dst_port: Option<u16>,
 }
 
+/// What the checks found, for the event.
+#[derive(Debug, Clone, Default)]
+pub struct CheckSummary {
+    /// amavisd's checks_performed letters.
+    pub performed: String,
+    /// Virus names found.
+    pub virus_names: Vec<String>,
+    /// Spam score and rule names.
+    pub spam: Option<(f64, Vec<String>)>,
+    /// Decoded Subject.
+    pub subject: Option<String>,
+    /// From addresses.
+    pub from: Vec<String>,
+    /// Message-ID.
+    pub message_id: Option<String>,
+    /// Declared names of the top-level parts.
+    pub file_names: Vec<String>,
+    /// Decoding time.
+    pub decoding: Option<Duration>,
+    /// Virus scanning time.
+    pub virus: Option<Duration>,
+    /// Spam scanning time.
+    pub spam_time: Option<Duration>,
+}
+
 /// Everything known about a processed message.
 #[derive(Debug, Clone)]
 pub struct MessageSummary {
@@ -95,6 +120,10 @@ pub struct MessageSummary {
     pub recipients: Vec<RecipientResult>,
     /// The message's content category.
     pub content: ContentCategory,
+    /// Its display name with the minor (`Spammy3`, `BadHdrDupl`…).
+    pub content_name: String,
+    /// What the checks found.
+    pub checks: CheckSummary,
     /// Forwarding transactions.
     pub deliveries: Vec<Delivery>,
     /// A DSN was sent.

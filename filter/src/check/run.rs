@@ -1,0 +1,230 @@
+//! Runs every enabled check on one message, once, whatever the number of recipients:
+//! decoding on a blocking thread (a panic there is contained and tempfails the message),
+//! header and banned checks, then the external virus and spam scanners. Moves the
+//! worker slot through D, V and S and records each stage's time.
+
+use std::time::{Duration, Instant};
+
+use agent_mib::{Counter, ScanResult, Scanner, Stage, WorkerSlot, WorkerState};
+
+use super::{Outcomes, SpamOutcome, Unchecked, VirusOutcome, headers};
+use crate::config::Policy;
+use crate::decide::RecipientPolicy;
+use crate::decode::{self, Decoded};
+use crate::message::Envelope;
+use crate::receive::spool::Spool;
+use crate::scanners::{clamd, endpoint::Endpoint, spamd};
+
+/// A check stage that failed in a way that must tempfail the message.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Decoding panicked or its thread was lost.
+    #[error("decoding failed: {0}")]
+    Decoding(String),
+    /// The spool could not be read.
+    #[error("reading the message: {0}")]
+    Spool(#[from] std::io::Error),
+}
+
+/// What the checks found and how long they took.
+#[derive(Debug)]
+pub struct CheckRun {
+    /// Outcomes for decide.
+    pub outcomes: Outcomes,
+    /// The decoded parts tree (None when decoding was not needed).
+    pub decoded: Option<Decoded>,
+    /// Letters of the checks that ran, amavisd's `checks_performed` order (V S H B).
+    pub performed: String,
+    /// Decoding time.
+    pub decoding: Option<Duration>,
+    /// Virus scanning time.
+    pub virus: Option<Duration>,
+    /// Spam scanning time.
+    pub spam: Option<Duration>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs the checks. Gives the spool back (decoding borrows it on another thread).
+pub async fn run(
+    policy: &Policy,
+    slot: &WorkerSlot,
+    envelope: &Envelope,
+    spool: Spool,
+    recipients: &[RecipientPolicy],
+) -> (Spool, Result<CheckRun, CheckError>) {
+    let checks = &policy.checks;
+    let all = |f: fn(&RecipientPolicy) -> bool| !recipients.is_empty() && recipients.iter().all(f);
+    let mut outcomes = Outcomes {
+        oversized: checks.oversize_limit > 0 && spool.len() > checks.oversize_limit,
+        ..Outcomes::default()
+    };
+    let mut performed = String::new();
+
+    // Decode: always (cheap next to scanning, and the event log wants subject and names).
+    slot.set_state(WorkerState::Decode);
+    let started = Instant::now();
+    let size = spool.len();
+    let joined = tokio::task::spawn_blocking(move || {
+        let decoded = spool
+            .bytes()
+            .map(|b| decode::decode(&b, decode::Limits::for_size(size)));
+        (spool, decoded)
+    })
+    .await;
+    let (spool, decoded) = match joined {
+        Ok((spool, Ok(d))) => (spool, d),
+        Ok((spool, Err(e))) => return (spool, Err(CheckError::Spool(e))),
+        Err(e) => {
+            // The spool went down with the thread; the client gets a 4xx and retries.
+            let empty = Spool::new(
+                crate::receive::spool::SpoolConfig {
+                    dir: std::env::temp_dir(),
+                    memory_threshold: 0,
+                },
+                "lost",
+            );
+            return (empty, Err(CheckError::Decoding(e.to_string())));
+        }
+    };
+    let decoding = started.elapsed();
+    slot.bump(Counter::OpsDec, 1);
+    slot.bump(Counter::TimeElapsedDecoding, ms(decoding));
+    slot.observe(Stage::Decode, decoding);
+    if decoded.encrypted {
+        outcomes.unchecked = Some(Unchecked::Encrypted);
+    }
+    if let Some(h) = decoded.hold {
+        outcomes.unchecked = Some(Unchecked::OverLimits);
+        outcomes.hold = Some(h.reason());
+    }
+
+    if checks.bad_header_checks && !all(|r| r.bypass_header) {
+        let head = spool.head(256 * 1024).unwrap_or_default();
+        outcomes.bad_headers = headers::check(&head, envelope.smtputf8, decoded.mime_error);
+        performed.push('H');
+    }
+    if !checks.banned.is_empty() && !all(|r| r.bypass_banned) {
+        outcomes.banned = checks.banned.check(&decoded.parts);
+        performed.push('B');
+    }
+
+    let mut virus_time = None;
+    let s = &checks.scanners;
+    if !s.virus_primary.is_empty() && !all(|r| r.bypass_virus) && decoded.hold.is_none() {
+        slot.set_state(WorkerState::Virus);
+        let started = Instant::now();
+        outcomes.virus = virus_scan(policy, slot, &spool).await;
+        let took = started.elapsed();
+        slot.bump(Counter::OpsVirusCheck, 1);
+        slot.bump(Counter::TimeElapsedVirusCheck, ms(took));
+        slot.observe(Stage::Virus, took);
+        virus_time = Some(took);
+        performed.insert(0, 'V');
+    }
+
+    let mut spam_time = None;
+    let wants_spam = (s.spamd.is_some() || s.rspamd.is_some()) && !all(|r| r.bypass_spam);
+    if wants_spam && spool.len() <= s.spam_max_size {
+        slot.set_state(WorkerState::Spam);
+        let started = Instant::now();
+        outcomes.spam = spam_scan(policy, slot, envelope, &spool).await;
+        let took = started.elapsed();
+        slot.bump(Counter::OpsSpamCheck, 1);
+        slot.bump(Counter::TimeElapsedSpamCheck, ms(took));
+        slot.observe(Stage::Spam, took);
+        spam_time = Some(took);
+        let at = usize::from(performed.starts_with('V'));
+        performed.insert(at, 'S');
+    }
+    let run = CheckRun {
+        outcomes,
+        decoded: Some(decoded),
+        performed,
+        decoding: Some(decoding),
+        virus: virus_time,
+        spam: spam_time,
+    };
+    (spool, Ok(run))
+}
+
+fn endpoints(list: &[String]) -> Vec<Endpoint> {
+    list.iter().filter_map(|e| Endpoint::parse(e).ok()).collect()
+}
+
+async fn virus_scan(policy: &Policy, slot: &WorkerSlot, spool: &Spool) -> VirusOutcome {
+    let s = &policy.checks.scanners;
+    let cfg = clamd::ClamdConfig {
+        primary: endpoints(&s.virus_primary),
+        backup: endpoints(&s.virus_backup),
+        timeout: s.timeout,
+        scan_timeout: s.timeout,
+    };
+    // The health callback must be 'static: it records, and the slot is told afterwards.
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(Scanner, ScanResult, Duration)>>> = Default::default();
+    let sink = std::sync::Arc::clone(&seen);
+    let health =
+        move |role: clamd::ScannerRole, result: Result<(), &crate::scanners::endpoint::ScanError>, took: Duration| {
+            let scanner = match role {
+                clamd::ScannerRole::Primary => Scanner::Clamd,
+                clamd::ScannerRole::Backup => Scanner::ClamdBackup,
+            };
+            let r = match result {
+                Ok(()) => ScanResult::Ok,
+                Err(e) if e.is_timeout() => ScanResult::Timeout,
+                Err(_) => ScanResult::Error,
+            };
+            if let Ok(mut v) = sink.lock() {
+                v.push((scanner, r, took));
+            }
+        };
+    let verdict = clamd::scan(&cfg, spool, &health).await;
+    if let Ok(v) = seen.lock() {
+        for (scanner, r, took) in v.iter() {
+            slot.scanner(*scanner, *r, *took);
+        }
+    }
+    match verdict {
+        Ok(clamd::VirusVerdict::Clean) => VirusOutcome::Clean,
+        Ok(clamd::VirusVerdict::Infected(names)) => VirusOutcome::Infected(names),
+        Err(e) => {
+            tracing::warn!(error = %e, "every virus scanner failed");
+            VirusOutcome::Failed(e.to_string())
+        }
+    }
+}
+
+async fn spam_scan(policy: &Policy, slot: &WorkerSlot, _envelope: &Envelope, spool: &Spool) -> SpamOutcome {
+    // rspamd wants the envelope; it is wired when its client lands.
+    let s = &policy.checks.scanners;
+    let started = Instant::now();
+    let (scanner, result) = if let Some(ep) = s.spamd.as_deref().and_then(|e| Endpoint::parse(e).ok()) {
+        let cfg = spamd::SpamdConfig {
+            endpoint: ep,
+            timeout: s.timeout,
+            max_size: s.spam_max_size,
+            user: None,
+        };
+        (Scanner::Spamd, spamd::check(&cfg, spool).await)
+    } else {
+        return SpamOutcome::NotScanned;
+    };
+    let health = match &result {
+        Ok(_) => ScanResult::Ok,
+        Err(e) if e.is_timeout() => ScanResult::Timeout,
+        Err(_) => ScanResult::Error,
+    };
+    slot.scanner(scanner, health, started.elapsed());
+    match result {
+        Ok(v) => SpamOutcome::Scored {
+            score: v.score,
+            tests: v.tests,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "spam scanner failed; the message is not spam-scored");
+            SpamOutcome::Failed(e.to_string())
+        }
+    }
+}

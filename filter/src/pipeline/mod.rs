@@ -1,0 +1,214 @@
+//! pipeline: the one place that sequences a received message through the stages —
+//! decode → check → decide → act → forward → record — and turns the per-recipient
+//! results into the client's reply or replies. The reliability contract lives here: the
+//! client sees 2xx only for recipients the back end accepted, that policy discarded, or
+//! that were bounced by a DSN the back end accepted; anything else that fails inside
+//! avisd is a 4xx and the sender keeps the message. Each message is decoded and scanned
+//! once, whatever the number of recipients; verdicts are per recipient.
+
+pub mod answer;
+mod deliver;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use agent_mib::{Status, WorkerSlot, WorkerState};
+
+use crate::check::run::{self, CheckRun};
+use crate::check::{SpamOutcome, VirusOutcome};
+use crate::config::Policy;
+use crate::decide::{self, RecipientPolicy, Verdict};
+use crate::forward::Forwarder;
+use crate::message::{Ids, Reply};
+use crate::receive::replies;
+use crate::receive::session::Transaction;
+use crate::record::sink::EventLog;
+use crate::record::{self, CheckSummary, MessageSummary, Peer, RecipientResult};
+
+/// What a connection needs to process its messages.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The listener's policy bank.
+    pub policy: Arc<Policy>,
+    /// Its forwarder (with the connection cache).
+    pub forwarder: Arc<Forwarder>,
+    /// The JSON event log.
+    pub events: Arc<EventLog>,
+    /// Our host name.
+    pub hostname: String,
+}
+
+/// Facts about a transaction that the protocol layer knows.
+#[derive(Debug, Clone)]
+pub struct TxMeta {
+    /// Ids.
+    pub ids: Ids,
+    /// Unix ms of MAIL FROM.
+    pub received_at_ms: u64,
+    /// When MAIL FROM came.
+    pub mail_at: Instant,
+    /// The connection.
+    pub peer: Peer,
+}
+
+/// Processes one transaction and returns the replies for the client: one for ESMTP,
+/// one per recipient for LMTP.
+pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: TxMeta) -> Vec<Reply> {
+    let data_done = Instant::now();
+    slot.message_received();
+    slot.set_state(WorkerState::Check);
+    let Transaction { envelope, spool, .. } = tx;
+    let client_ip = envelope
+        .xforward
+        .addr
+        .as_deref()
+        .and_then(|a| a.trim_start_matches("IPv6:").parse().ok());
+    let originating = ctx.policy.is_originating(client_ip.or(meta.peer.src_ip));
+    let policies: Vec<RecipientPolicy> = envelope
+        .recipients
+        .iter()
+        .map(|r| ctx.policy.checks.recipient(&r.address, ctx.policy.is_local(&r.address)))
+        .collect();
+
+    let (spool, checked) = run::run(&ctx.policy, slot, &envelope, spool, &policies).await;
+    let mut results: Vec<Option<RecipientResult>> = vec![None; envelope.recipients.len()];
+    let mut deliveries = Vec::new();
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    let mut check_run: Option<CheckRun> = None;
+    let sending_started;
+    match checked {
+        Err(e) => {
+            tracing::warn!(log_id = %meta.ids.log_id, error = %e, "checks failed; tempfailing");
+            let reply = replies::tempfail(&meta.ids.log_id, "checks", &e.to_string());
+            for (i, r) in envelope.recipients.iter().enumerate() {
+                results[i] = Some(RecipientResult {
+                    address: r.address.clone(),
+                    orcpt: r.orcpt.clone(),
+                    local: policies[i].local,
+                    status: Status::TempFailed,
+                    response: reply.clone(),
+                    queued_as: None,
+                });
+            }
+            sending_started = Instant::now();
+        }
+        Ok(c) => {
+            slot.set_state(WorkerState::Decide);
+            let dctx = decide::Context {
+                log_id: &meta.ids.log_id,
+                hostname: &ctx.hostname,
+                null_sender: envelope.mail_from.is_empty(),
+                destinies: &ctx.policy.checks.destinies,
+                virus_failure_tempfails: ctx.policy.checks.virus_failure_tempfails,
+            };
+            verdicts = policies.iter().map(|p| decide::decide(&c.outcomes, p, &dctx)).collect();
+            deliver::blocked(&envelope, &policies, &verdicts, &mut results);
+            let passed: Vec<usize> = (0..verdicts.len()).filter(|&i| results[i].is_none()).collect();
+            slot.set_state(WorkerState::Forward);
+            sending_started = Instant::now();
+            let msg = deliver::Msg {
+                envelope: &envelope,
+                spool: &spool,
+                meta: &meta,
+                policies: &policies,
+                verdicts: &verdicts,
+            };
+            deliver::forward_passed(ctx, slot, &msg, &passed, &mut results, &mut deliveries).await;
+            check_run = Some(c);
+        }
+    }
+    let mut results: Vec<RecipientResult> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| RecipientResult {
+                address: envelope.recipients[i].address.clone(),
+                orcpt: None,
+                local: policies[i].local,
+                status: Status::TempFailed,
+                response: replies::tempfail(&meta.ids.log_id, "pipeline", "recipient left unanswered"),
+                queued_as: None,
+            })
+        })
+        .collect();
+    // No DSN when the client is going to be told 4xx: the whole message comes back.
+    let tempfailing = !envelope.lmtp && results.iter().any(|r| r.status == Status::TempFailed);
+    let dsn_sent = if tempfailing {
+        false
+    } else {
+        slot.set_state(WorkerState::Quarantine);
+        let msg = deliver::Msg {
+            envelope: &envelope,
+            spool: &spool,
+            meta: &meta,
+            policies: &policies,
+            verdicts: &verdicts,
+        };
+        deliver::bounce(ctx, slot, &msg, &mut results, &mut deliveries).await
+    };
+    let sending = sending_started.elapsed();
+
+    let client_replies = answer::client_replies(&envelope, &results, &meta.ids);
+    let outcome = answer::ledger_outcome(&envelope, &results, &client_replies);
+    let checks = check_run.map(|c| summarize(&c)).unwrap_or_default();
+    let summary = MessageSummary {
+        ids: meta.ids.clone(),
+        received_at_ms: meta.received_at_ms,
+        size: spool.len(),
+        originating,
+        policy: ctx.policy.name.clone(),
+        host: ctx.hostname.clone(),
+        peer: meta.peer,
+        recipients: results,
+        content: decide::message_category(&verdicts),
+        content_name: verdicts
+            .iter()
+            .filter_map(|v| v.blocking)
+            .max()
+            .or_else(|| verdicts.iter().filter_map(|v| v.ccats.first().copied()).max())
+            .map_or_else(|| "Clean".to_string(), decide::display_name),
+        deliveries,
+        dsn_sent,
+        client_replies: client_replies.clone(),
+        outcome,
+        receiving: data_done.duration_since(meta.mail_at),
+        sending,
+        total: meta.mail_at.elapsed(),
+        checks,
+        envelope,
+    };
+    record::record_message(slot, &summary, &ctx.events);
+    slot.set_state(WorkerState::Done);
+    drop(spool);
+    client_replies
+}
+
+fn summarize(c: &CheckRun) -> CheckSummary {
+    let d = c.decoded.as_ref();
+    CheckSummary {
+        performed: c.performed.clone(),
+        virus_names: match &c.outcomes.virus {
+            VirusOutcome::Infected(n) => n.clone(),
+            VirusOutcome::NotScanned | VirusOutcome::Clean | VirusOutcome::Failed(_) => Vec::new(),
+        },
+        spam: match &c.outcomes.spam {
+            SpamOutcome::Scored { score, tests } => Some((*score, tests.clone())),
+            SpamOutcome::NotScanned | SpamOutcome::Failed(_) => None,
+        },
+        subject: d.and_then(|d| d.subject.clone()),
+        from: d.map(|d| d.from.clone()).unwrap_or_default(),
+        message_id: d.and_then(|d| d.message_id.clone()),
+        file_names: d
+            .map(|d| {
+                d.parts
+                    .iter()
+                    .filter(|p| p.depth == 0)
+                    .filter_map(|p| p.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        decoding: c.decoding,
+        virus: c.virus,
+        spam_time: c.spam,
+    }
+}
