@@ -12,7 +12,7 @@
 /// `AVISSCB1` in little-endian: the first word of every scoreboard.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"AVISSCB1");
 /// Bumped whenever a word changes meaning.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
 /// Worker slots in every scoreboard; `max_servers` may not exceed it.
 pub const MAX_SLOTS: usize = 256;
 /// Words in the header.
@@ -21,6 +21,11 @@ pub const HEADER_WORDS: usize = 128;
 pub const SLOT_WORDS: usize = 16;
 /// Words of one header string.
 pub const TEXT_WORDS: usize = 16;
+/// Entries of the per-virus-name table (amavisd's `virus.byname.*` keys); when full,
+/// further names are counted in the last entry, `(other)`.
+pub const VIRUS_ENTRIES: usize = 64;
+/// Words per virus entry: 7 words of name (NUL padded), then the count.
+pub const VIRUS_ENTRY_WORDS: usize = 8;
 
 /// Header word indices.
 pub mod header {
@@ -50,6 +55,8 @@ pub mod header {
     pub const ATTACHED: usize = 11;
     /// Words between two counter shards.
     pub const COUNTER_STRIDE: usize = 12;
+    /// Entries of the virus-name table.
+    pub const VIRUS_ENTRIES: usize = 13;
     /// First word of the strings: `TEXT_WORDS` per [`crate::TextField`], in `ALL` order.
     pub const TEXT: usize = 16;
 }
@@ -104,6 +111,10 @@ pub struct Regions {
     pub gauges: usize,
     /// First slot word.
     pub slots: usize,
+    /// First word of the virus-name table.
+    pub viruses: usize,
+    /// Its entries.
+    pub n_viruses: usize,
     /// Words in the file.
     pub total_words: usize,
 }
@@ -116,11 +127,13 @@ impl Regions {
         n_gauges: usize,
         n_slots: usize,
         slot_words: usize,
+        n_viruses: usize,
     ) -> Option<Regions> {
         let counters = HEADER_WORDS;
         let gauges = counters.checked_add(counter_stride.checked_mul(n_slots.checked_add(1)?)?)?;
         let slots = gauges.checked_add(cache_aligned(n_gauges))?;
-        let total_words = slots.checked_add(n_slots.checked_mul(slot_words)?)?;
+        let viruses = slots.checked_add(n_slots.checked_mul(slot_words)?)?;
+        let total_words = viruses.checked_add(n_viruses.checked_mul(VIRUS_ENTRY_WORDS)?)?;
         Some(Regions {
             n_counters,
             counter_stride,
@@ -130,6 +143,8 @@ impl Regions {
             counters,
             gauges,
             slots,
+            viruses,
+            n_viruses,
             total_words,
         })
     }
@@ -138,7 +153,15 @@ impl Regions {
     pub fn current() -> Regions {
         let n = crate::COUNTER_COUNT;
         // Sizes are compile-time constants well below overflow.
-        Regions::new(n, cache_aligned(n), crate::GAUGE_COUNT, MAX_SLOTS, SLOT_WORDS).unwrap_or(Regions {
+        Regions::new(
+            n,
+            cache_aligned(n),
+            crate::GAUGE_COUNT,
+            MAX_SLOTS,
+            SLOT_WORDS,
+            VIRUS_ENTRIES,
+        )
+        .unwrap_or(Regions {
             n_counters: 0,
             counter_stride: 0,
             n_gauges: 0,
@@ -147,6 +170,8 @@ impl Regions {
             counters: 0,
             gauges: 0,
             slots: 0,
+            viruses: 0,
+            n_viruses: 0,
             total_words: HEADER_WORDS,
         })
     }
@@ -154,6 +179,11 @@ impl Regions {
     /// Word index of counter `c` in shard `shard`.
     pub const fn counter(&self, shard: usize, c: usize) -> usize {
         self.counters + shard * self.counter_stride + c
+    }
+
+    /// Word index of word `w` of virus entry `e`.
+    pub const fn virus(&self, e: usize, w: usize) -> usize {
+        self.viruses + e * VIRUS_ENTRY_WORDS + w
     }
 
     /// Word index of word `w` of slot `s`.

@@ -161,6 +161,7 @@ fn validate(words: &Words) -> Result<Regions, String> {
         size(header::N_GAUGES),
         size(header::N_SLOTS),
         size(header::SLOT_WORDS),
+        size(header::VIRUS_ENTRIES),
     )
     .ok_or("header sizes overflow")?;
     if regions.n_counters != crate::COUNTER_COUNT || regions.n_gauges != crate::GAUGE_COUNT {
@@ -230,6 +231,14 @@ fn read(a: &Attached) -> Snapshot {
         counters[*c as usize] = ledger[i];
     }
 
+    let mut viruses = Vec::new();
+    for e in 0..r.n_viruses {
+        let count = load(w, r.virus(e, layout::VIRUS_ENTRY_WORDS - 1));
+        fence(Ordering::Acquire);
+        if count > 0 {
+            viruses.push((read_text(w, r.virus(e, 0), layout::VIRUS_ENTRY_WORDS - 1), count));
+        }
+    }
     let pid = load(w, header::WRITER_PID);
     let attached = load(w, header::ATTACHED) == 1;
     let texts = TextField::ALL.map(|f| read_text(w, header::TEXT + f as usize * TEXT_WORDS, TEXT_WORDS));
@@ -245,6 +254,7 @@ fn read(a: &Attached) -> Snapshot {
         gauges,
         slots,
     })
+    .with_viruses(viruses)
 }
 
 fn read_slot(w: &Words, r: &Regions, s: usize) -> (SlotView, [u64; LEDGER.len()]) {

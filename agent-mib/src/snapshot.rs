@@ -120,6 +120,7 @@ pub struct SnapshotParts {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     parts: SnapshotParts,
+    viruses: Vec<(String, u64)>,
 }
 
 impl Snapshot {
@@ -127,7 +128,16 @@ impl Snapshot {
     pub fn new(mut parts: SnapshotParts) -> Snapshot {
         parts.counters.resize(COUNTER_COUNT, 0);
         parts.gauges.resize(GAUGE_COUNT, 0);
-        Snapshot { parts }
+        Snapshot {
+            parts,
+            viruses: Vec::new(),
+        }
+    }
+
+    /// The same snapshot with the per-virus-name counts.
+    pub fn with_viruses(mut self, viruses: Vec<(String, u64)>) -> Snapshot {
+        self.viruses = viruses;
+        self
     }
 
     /// What the monitors show when no scoreboard exists: every object at 0 or "".
@@ -182,6 +192,13 @@ impl Snapshot {
     pub fn gauge(&self, g: Gauge) -> u64 {
         self.parts.gauges.get(g as usize).copied().unwrap_or(0)
     }
+    /// Messages per virus name (amavisd-agent's `virus.byname.*`), most frequent first.
+    pub fn viruses(&self) -> Vec<(String, u64)> {
+        let mut v = self.viruses.clone();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+
     /// Every slot, in use or not.
     pub fn slots(&self) -> &[SlotView] {
         &self.parts.slots

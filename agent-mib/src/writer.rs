@@ -221,6 +221,8 @@ pub struct Scoreboard {
     words: Words,
     regions: Regions,
     taken: Vec<AtomicBool>,
+    // Serialises inserting a new virus name; counting a known one takes no lock.
+    virus_insert: std::sync::Mutex<()>,
     generation: u64,
     path: PathBuf,
     // Held for the flock; closing the file would drop the lock.
@@ -270,6 +272,7 @@ impl Scoreboard {
         let generation = w(header::GENERATION).map_or(0, |g| g.load(Ordering::Relaxed)) + 1;
         let board = Scoreboard {
             taken: (0..regions.n_slots).map(|_| AtomicBool::new(false)).collect(),
+            virus_insert: std::sync::Mutex::new(()),
             words,
             regions,
             generation,
@@ -336,6 +339,45 @@ impl Scoreboard {
         if let Some(w) = self.words.get(self.regions.gauges + g as usize) {
             w.store(v, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one message in which `name` was found (amavisd's `virus.byname.<name>`).
+    pub fn count_virus(&self, name: &str) {
+        let r = &self.regions;
+        let name_words = layout::VIRUS_ENTRY_WORDS - 1;
+        let mut wanted = vec![0u8; name_words * 8];
+        let n = name.len().min(wanted.len() - 1);
+        wanted[..n].copy_from_slice(&name.as_bytes()[..n]);
+        let entry_is = |e: usize, bytes: &[u8]| {
+            (0..name_words).all(|i| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+                self.word(r.virus(e, i)).load(Ordering::Relaxed) == u64::from_le_bytes(b)
+            })
+        };
+        let count = |e: usize| self.word(r.virus(e, name_words));
+        for e in 0..r.n_viruses {
+            if count(e).load(Ordering::Acquire) > 0 && entry_is(e, &wanted) {
+                count(e).fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let _guard = self.virus_insert.lock();
+        let last = r.n_viruses.saturating_sub(1);
+        for e in 0..r.n_viruses {
+            let used = count(e).load(Ordering::Acquire) > 0;
+            if used && entry_is(e, &wanted) {
+                count(e).fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            if !used {
+                let text = if e == last { b"(other)".as_slice() } else { &wanted[..n] };
+                store_bytes(|i| self.word(r.virus(e, i)), name_words, text);
+                count(e).store(1, Ordering::Release);
+                return;
+            }
+        }
+        count(last).fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes worker slot `index` for the caller alone; `None` if out of range or taken.
@@ -473,6 +515,7 @@ fn compatible(words: &Words, regions: &Regions) -> bool {
         && h(header::N_GAUGES) == Some(regions.n_gauges as u64)
         && h(header::N_SLOTS) == Some(regions.n_slots as u64)
         && h(header::SLOT_WORDS) == Some(regions.slot_words as u64)
+        && h(header::VIRUS_ENTRIES) == Some(regions.n_viruses as u64)
 }
 
 /// Builds a new file beside `path`, fills the header (magic last) and renames it into
@@ -503,6 +546,7 @@ fn create(path: &Path, regions: &Regions) -> Result<(File, Words), ScoreboardErr
     set(header::N_GAUGES, regions.n_gauges as u64);
     set(header::N_SLOTS, regions.n_slots as u64);
     set(header::SLOT_WORDS, regions.slot_words as u64);
+    set(header::VIRUS_ENTRIES, regions.n_viruses as u64);
     set(header::STARTED_MS, now_ms());
     fence(Ordering::Release);
     set(header::MAGIC, MAGIC);

@@ -284,3 +284,32 @@ fn a_writer_killed_mid_message_leaves_it_tempfailed_and_its_worker_gone_at_resta
     assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
     drop(board);
 }
+
+#[test]
+fn virus_names_are_counted_and_an_overflowing_table_folds_into_other() {
+    let path = temp_path("viruses");
+    let board = open(&path, 1);
+    board.count_virus("Eicar-Test-Signature");
+    board.count_virus("Eicar-Test-Signature");
+    board.count_virus("Win.Trojan.Agent-1");
+    let snap = Reader::new(&path).snapshot().expect("snapshot");
+    assert_eq!(
+        snap.viruses(),
+        [
+            ("Eicar-Test-Signature".to_string(), 2),
+            ("Win.Trojan.Agent-1".to_string(), 1)
+        ]
+    );
+    for i in 0..100 {
+        board.count_virus(&format!("Name{i}"));
+    }
+    let snap = Reader::new(&path).snapshot().expect("snapshot");
+    let v = snap.viruses();
+    assert_eq!(v.len(), agent_mib::layout::VIRUS_ENTRIES);
+    assert_eq!(
+        v.iter().map(|(_, c)| c).sum::<u64>(),
+        103,
+        "nothing is lost when the table is full"
+    );
+    assert!(v.iter().any(|(n, c)| n == "(other)" && *c == 100 - 61));
+}

@@ -286,10 +286,7 @@ fn reason(cat: Ccat, o: &Outcomes) -> String {
         ContentCategory::Spam => "spam".into(),
         ContentCategory::Spammy => "spammy".into(),
         ContentCategory::BadHdr => {
-            format!(
-                "BAD HEADER: {}",
-                headers::worst(&o.bad_headers).map_or("", |p| p.text.as_str())
-            )
+            format!("BAD HEADER: {}", o.bad_headers.first().map_or("", |p| p.text.as_str()))
         }
         ContentCategory::Oversized => "Message size exceeds recipient's size limit".into(),
         ContentCategory::MtaFailed | ContentCategory::Clean => String::new(),
@@ -415,7 +412,7 @@ fn edits(
     } else if has(ContentCategory::Banned) {
         let what = o.banned.first().map_or(String::new(), |b| b.reason.clone());
         h.push(("X-Amavis-Alert".into(), format!("BANNED, message contains {what}")));
-    } else if let Some(w) = headers::worst(&o.bad_headers).filter(|_| has(ContentCategory::BadHdr)) {
+    } else if let Some(w) = o.bad_headers.first().filter(|_| has(ContentCategory::BadHdr)) {
         h.push(("X-Amavis-Alert".into(), format!("BAD HEADER SECTION, {}", w.text)));
     }
     if let Some(hold) = o.hold {

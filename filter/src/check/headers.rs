@@ -1,5 +1,6 @@
 //! check: bad header sections, each minor kind amavisd distinguishes (CC_BADH minors,
 //! worst first when several: the highest minor number wins, as amavisd reports the worst).
+//! The category's minor is the worst problem; alerts quote the first, as amavisd does.
 //! Works on the raw header section, before any decoding, so what is judged is exactly
 //! what was received.
 

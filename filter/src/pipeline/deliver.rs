@@ -65,6 +65,8 @@ fn result(r: &Recipient, local: bool, status: Status, response: Reply) -> Recipi
         status,
         queued_as: queued_as(&response),
         response,
+        blocking: None,
+        spam_score: None,
     }
 }
 
@@ -253,7 +255,13 @@ pub(super) async fn bounce(
         let Some(rcpt) = envelope.recipients.get(i) else {
             continue;
         };
-        if act::dsn_suppressed(envelope, rcpt) || verdicts.get(i).is_some_and(|v| v.dsn_cutoff) {
+        // amavisd's defaults: no DSN to a null sender or against NOTIFY, none for spam at or
+        // above the cutoff, and none for viruses, whose senders are nearly always forged.
+        let virus = verdicts
+            .get(i)
+            .and_then(|v| v.blocking)
+            .is_some_and(|b| b.0 == agent_mib::ContentCategory::Virus);
+        if act::dsn_suppressed(envelope, rcpt) || virus || verdicts.get(i).is_some_and(|v| v.dsn_cutoff) {
             res.status = Status::NoBounce;
         } else {
             to_report.push(i);

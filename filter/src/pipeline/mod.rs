@@ -88,6 +88,8 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
                     status: Status::TempFailed,
                     response: reply.clone(),
                     queued_as: None,
+                    blocking: None,
+                    spam_score: None,
                 });
             }
             sending_started = Instant::now();
@@ -128,9 +130,19 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
                 status: Status::TempFailed,
                 response: replies::tempfail(&meta.ids.log_id, "pipeline", "recipient left unanswered"),
                 queued_as: None,
+                blocking: None,
+                spam_score: None,
             })
         })
         .collect();
+    let score = check_run.as_ref().and_then(|c| match &c.outcomes.spam {
+        SpamOutcome::Scored { score, .. } => Some(*score),
+        SpamOutcome::NotScanned | SpamOutcome::Failed(_) => None,
+    });
+    for ((r, v), p) in results.iter_mut().zip(&verdicts).zip(&policies) {
+        r.blocking = v.blocking.map(decide::display_name);
+        r.spam_score = score.filter(|_| !p.bypass_spam);
+    }
     // No DSN when the client is going to be told 4xx: the whole message comes back.
     let tempfailing = !envelope.lmtp && results.iter().any(|r| r.status == Status::TempFailed);
     let dsn_sent = if tempfailing {

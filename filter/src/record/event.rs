@@ -83,6 +83,12 @@ pub fn build(s: &MessageSummary) -> Value {
             if let Some(q) = &r.queued_as {
                 o.insert("queued_as".into(), json!(q));
             }
+            if let Some(b) = &r.blocking {
+                o.insert("ccat_blocking".into(), json!(b));
+            }
+            if let Some(score) = r.spam_score {
+                o.insert("spam_score".into(), json!((score * 1000.0).round() / 1000.0));
+            }
             Value::Object(o)
         })
         .collect();

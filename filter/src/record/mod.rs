@@ -29,6 +29,10 @@ pub struct RecipientResult {
     pub response: Reply,
     /// Queue id parsed from the back end's reply.
     pub queued_as: Option<String>,
+    /// The category that blocked it (display name), if one did.
+    pub blocking: Option<String>,
+    /// Its spam score, when it was scored for it.
+    pub spam_score: Option<f64>,
 }
 
 impl RecipientResult {
@@ -173,6 +177,9 @@ pub fn record_message(slot: &WorkerSlot, summary: &MessageSummary, events: &sink
     slot.bump(Counter::LogEntriesDebug, 1);
     slot.bump(Counter::LogEntriesLevel0, 1);
     slot.bump(Counter::LogLines, 1);
+    for name in &summary.checks.virus_names {
+        slot.board().count_virus(name);
+    }
     slot.message_answered(summary.outcome);
     events.write(&event::build(summary));
 }
