@@ -6,7 +6,9 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod avisd;
+pub mod fakescan;
 pub mod mta;
+pub mod postfix;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

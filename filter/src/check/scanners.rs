@@ -6,5 +6,11 @@
 // The files sit beside this one in `check/`, not in `check/scanners/`: the `path`
 // attributes keep that true whether this module is declared from `lib.rs` (now) or from
 // `check/mod.rs` (later), since a `path` is relative to this file's directory either way.
+#[path = "clamd.rs"]
+pub mod clamd;
 #[path = "endpoint.rs"]
 pub mod endpoint;
+#[path = "rspamd.rs"]
+pub mod rspamd;
+#[path = "spamd.rs"]
+pub mod spamd;

@@ -1,0 +1,162 @@
+//! Faults under load in the after-queue topology with a real Postfix: avisd killed with
+//! SIGKILL, avisd stopped for a while, the reinjection listener gone. Postfix keeps each
+//! message queued until avisd has answered 2xx, so every message must reach the sink,
+//! counted by Message-ID; a message can arrive twice only when avisd died after the
+//! reinjection listener took it and before it answered Postfix, so duplicates stay
+//! within the transactions in flight at the kill, and each test prints how many.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use agent_mib::{Counter, LedgerKey};
+use tests::postfix::{Kind, Topology};
+use tests::{Proc, wait_for};
+
+const LOAD: usize = 200;
+
+/// Starts `LOAD` messages into the front smtpd in the background and waits until avisd
+/// has taken `at_least` of them and holds at least 3 (of 4 workers) in flight.
+fn load_until(t: &Topology, tag: &str, at_least: u64) -> Proc {
+    let source = Proc::spawn(
+        "smtp-source",
+        &mut t.smtp_source_command(5, LOAD, 2048, &format!("{tag}@example.org"), "rcpt@example.com"),
+    );
+    let avisd = t.avisd();
+    wait_for("avisd to be busy with the load", Duration::from_secs(30), || {
+        let snap = avisd.snapshot();
+        (snap.counter(Counter::InMsgs) >= at_least && snap.ledger(LedgerKey::InFlight) >= 3).then_some(())
+    });
+    source
+}
+
+fn finish_source(mut source: Proc) {
+    let status = source.child.wait().expect("smtp-source");
+    assert!(status.success(), "smtp-source queued its whole load in Postfix");
+}
+
+#[test]
+fn avisd_killed_mid_load_and_restarted_loses_nothing_and_duplicates_stay_within_the_transactions_in_flight() {
+    let mut t = Topology::start(Kind::AfterQueue, "pf-kill", 4, "");
+    let source = load_until(&t, "kill", 30);
+    let in_flight_seen = t.avisd().snapshot().ledger(LedgerKey::InFlight);
+    t.kill_avisd();
+    // Postfix's deliveries to avisd fail now; it defers them and retries.
+    std::thread::sleep(Duration::from_secs(2));
+    t.restart_avisd();
+    finish_source(source);
+    t.settle(Duration::from_secs(90));
+
+    let snap = t.avisd().snapshot();
+    // Counted at the restart: what was in flight when avisd died is tempfailed (its
+    // sender, Postfix, never got a 2xx and retries).
+    let in_flight_at_kill = snap.counter(Counter::LedgerTempFailed);
+    let sink = t.sink_count();
+    println!(
+        "SIGKILL with {in_flight_at_kill} transactions in flight ({in_flight_seen} seen just before): \
+         {} distinct messages delivered, {} duplicates",
+        sink.distinct, sink.duplicates
+    );
+    assert_eq!(sink.distinct, LOAD, "none lost");
+    assert!(
+        sink.duplicates as u64 <= in_flight_at_kill,
+        "{} duplicates, more than the {in_flight_at_kill} transactions in flight",
+        sink.duplicates
+    );
+    assert_eq!(sink.dsns, 0, "nothing bounced");
+
+    let log = t.postfix.tally();
+    let (avisd_port, sink_port) = (t.ports.avisd, t.sink.port);
+    assert_eq!(
+        log.count(avisd_port, "sent"),
+        LOAD,
+        "Postfix handed each message to avisd once with success"
+    );
+    assert!(
+        log.total("deferred") > 0,
+        "Postfix deferred while avisd was dead: {log:?}"
+    );
+    assert_eq!(log.total("bounced"), 0);
+    assert_eq!(log.count(sink_port, "sent"), LOAD + sink.duplicates);
+
+    assert!(in_flight_at_kill > 0, "the kill hit transactions in flight");
+    assert_eq!(
+        snap.counter(Counter::LedgerRelayed),
+        LOAD as u64,
+        "each message relayed once"
+    );
+    assert_eq!(snap.counter(Counter::LedgerReceived), LOAD as u64 + in_flight_at_kill);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+}
+
+#[test]
+fn avisd_stopped_for_a_while_under_load_loses_nothing_and_duplicates_nothing() {
+    let mut t = Topology::start(Kind::AfterQueue, "pf-stop", 4, "");
+    let source = load_until(&t, "stop", 30);
+    t.stop_avisd();
+    std::thread::sleep(Duration::from_secs(5));
+    let deferred_while_stopped = t.postfix.tally().total("deferred");
+    t.restart_avisd();
+    finish_source(source);
+    t.settle(Duration::from_secs(90));
+
+    let sink = t.sink_count();
+    println!(
+        "avisd stopped 5 s: Postfix deferred {deferred_while_stopped} deliveries meanwhile; {} delivered, {} duplicates",
+        sink.distinct, sink.duplicates
+    );
+    assert!(deferred_while_stopped > 0, "Postfix deferred while avisd was down");
+    assert_eq!(sink.distinct, LOAD, "none lost");
+    assert_eq!(
+        sink.duplicates, 0,
+        "SIGTERM drains: every transaction finished before avisd exited"
+    );
+    let log = t.postfix.tally();
+    assert_eq!(log.count(t.ports.avisd, "sent"), LOAD);
+    assert_eq!(log.count(t.sink.port, "sent"), LOAD);
+    let snap = t.avisd().snapshot();
+    assert_eq!(snap.counter(Counter::LedgerRelayed), LOAD as u64);
+    assert_eq!(snap.counter(Counter::LedgerTempFailed), 0);
+    assert_eq!(snap.counter(Counter::ProcGone), 0);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+}
+
+#[test]
+fn with_the_reinjection_listener_down_avisd_tempfails_postfix_retries_and_everything_arrives_once() {
+    let t = Topology::start(Kind::AfterQueue, "pf-reinject", 4, "");
+    t.reconfigure(false, "");
+    wait_for("the reinjection listener to close", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", t.ports.reinject))
+            .is_err()
+            .then_some(())
+    });
+    let out = t.smtp_source(5, 100, 2048, "reinject@example.org", "rcpt@example.com");
+    assert!(out.status.success(), "{out:?}");
+    wait_for("avisd to tempfail the whole load", Duration::from_secs(30), || {
+        (t.avisd().snapshot().counter(Counter::LedgerTempFailed) >= 100).then_some(())
+    });
+    assert_eq!(t.sink.received().len(), 0, "nothing can be delivered yet");
+    assert_eq!(t.postfix.queue().len(), 100, "Postfix keeps every message queued");
+
+    t.reconfigure(true, "");
+    t.settle(Duration::from_secs(90));
+    let sink = t.sink_count();
+    let snap = t.avisd().snapshot();
+    println!(
+        "reinjection down: avisd tempfailed {} attempts; then {} delivered, {} duplicates",
+        snap.counter(Counter::LedgerTempFailed),
+        sink.distinct,
+        sink.duplicates
+    );
+    assert_eq!((sink.distinct, sink.duplicates, sink.dsns), (100, 0, 0));
+    let log = t.postfix.tally();
+    assert_eq!(log.count(t.ports.avisd, "sent"), 100);
+    assert!(log.count(t.ports.avisd, "deferred") >= 100, "{log:?}");
+    assert!(t.postfix.log_text().contains("said: 451 4.5.0 Error in processing"));
+    assert_eq!(log.count(t.sink.port, "sent"), 100);
+    assert_eq!(snap.counter(Counter::LedgerRelayed), 100);
+    assert_eq!(
+        snap.counter(Counter::LedgerReceived),
+        100 + snap.counter(Counter::LedgerTempFailed)
+    );
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+}

@@ -1,0 +1,290 @@
+//! The scanner clients of avisd against the real daemons from Debian: a private clamd
+//! (foreground, loopback TCP and a Unix socket in a temp dir, a signature database written
+//! by the test, so no freshclam and no network) and a private spamd (foreground, loopback,
+//! local rules only). EICAR and GTUBE are assembled from pieces here so that no file of the
+//! repository carries them whole. rspamd is tested against a fake only (filter/tests).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use filter::receive::spool::{Spool, SpoolConfig};
+// The one line to change when the clients move under `filter::check`.
+use filter::scanners as sc;
+use sc::clamd::{ClamdConfig, ScannerRole, VirusVerdict};
+use sc::endpoint::{Endpoint, ScanError};
+use sc::spamd::SpamdConfig;
+use tests::{Proc, TempDir, free_tcp_port, require_tool, wait_for};
+
+/// The EICAR anti-virus test string (68 bytes).
+fn eicar() -> String {
+    ["X5O!P%@AP[4\\PZX54(P^)7CC)7}$", "EICAR-STANDARD-ANTIVIRUS", "-TEST-FILE!$H+H*"].concat()
+}
+
+/// The GTUBE anti-spam test string.
+fn gtube() -> String {
+    ["XJS*C4JDBQADN1.NSBN3*2IDNEN*", "GTUBE-STANDARD-ANTI-UBE", "-TEST-EMAIL*C.34X"].concat()
+}
+
+fn message(subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "Received: from client.example.com (client.example.com [192.0.2.1])\r\n\tby mx.example.org with ESMTP id 4Xyz; Sun, 29 Nov 2026 05:00:00 +0000\r\nFrom: Ann Example <ann@example.com>\r\nTo: Bob <bob@example.org>\r\nSubject: {subject}\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\nMessage-ID: <20261129050000.4321@client.example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn spool(dir: &Path, bytes: &[u8], threshold: usize) -> Spool {
+    let mut s = Spool::new(
+        SpoolConfig {
+            dir: dir.to_path_buf(),
+            memory_threshold: threshold,
+        },
+        "msg",
+    );
+    for piece in bytes.chunks(64 * 1024) {
+        s.write(piece).unwrap();
+    }
+    s.finish().unwrap();
+    s
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits until `port` on loopback accepts, failing with the daemon's log if it exited.
+fn wait_listening(proc: &mut Proc, port: u16, log: &Path, timeout: Duration) {
+    wait_for(&format!("{} to listen on {port}", proc.name), timeout, || {
+        if proc.exited() {
+            panic!(
+                "{} exited during start-up:\n{}",
+                proc.name,
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+    });
+}
+
+// ---------------------------------------------------------------- clamd
+
+/// A private clamd. Its only signature is an `.ndb` body signature of EICAR (so it matches
+/// inside a mail, after clamd decoded the MIME), and its StreamMaxLength is 1 MiB.
+struct Clamd {
+    proc: Proc,
+    tcp: Endpoint,
+    unix: Endpoint,
+    dir: TempDir,
+}
+
+fn start_clamd() -> Clamd {
+    let clamd = require_tool("clamd");
+    let dir = TempDir::new("clamd");
+    let db = dir.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::write(
+        db.join("avis-test.ndb"),
+        format!("Avis-Test-Eicar:0:*:{}\n", hex(eicar().as_bytes())),
+    )
+    .unwrap();
+    let port = free_tcp_port();
+    let socket = dir.join("clamd.sock");
+    let log = dir.join("clamd.log");
+    // No `User`: clamd stays the user running the test (root in CI, anyone elsewhere).
+    let conf = format!(
+        "Foreground yes\nDatabaseDirectory {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\nLocalSocket {}\nLogFile {}\nPidFile {}\nStreamMaxLength 1M\nSelfCheck 0\n",
+        db.display(),
+        socket.display(),
+        log.display(),
+        dir.join("clamd.pid").display(),
+    );
+    let conf_path = dir.join("clamd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let out = std::fs::File::create(dir.join("clamd.out")).unwrap();
+    let mut proc = Proc::spawn(
+        "clamd",
+        Command::new(clamd)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+    );
+    wait_listening(&mut proc, port, &dir.join("clamd.out"), Duration::from_secs(60));
+    wait_for("clamd's Unix socket", Duration::from_secs(10), || socket.exists().then_some(()));
+    Clamd {
+        proc,
+        tcp: Endpoint::Tcp("127.0.0.1".into(), port),
+        unix: Endpoint::Unix(socket),
+        dir,
+    }
+}
+
+fn clamd_cfg(primary: Vec<Endpoint>, backup: Vec<Endpoint>) -> ClamdConfig {
+    ClamdConfig {
+        primary,
+        backup,
+        timeout: Duration::from_secs(30),
+        scan_timeout: Duration::from_secs(60),
+    }
+}
+
+fn scan(cfg: &ClamdConfig, msg: &Spool) -> (Result<VirusVerdict, ScanError>, Vec<(ScannerRole, bool)>) {
+    let seen = std::sync::Mutex::new(Vec::new());
+    let health = |role, result: Result<(), &ScanError>, _took: Duration| {
+        seen.lock().unwrap().push((role, result.is_ok()));
+    };
+    let verdict = block_on(sc::clamd::scan(cfg, msg, &health));
+    (verdict, seen.into_inner().unwrap())
+}
+
+#[test]
+fn real_clamd_finds_the_test_signature_in_a_mail_and_passes_a_clean_one() {
+    let clamd = start_clamd();
+    let infected = message("test", &format!("Please scan this:\r\n{}", eicar()));
+    let clean = message("lunch", "See you at noon.");
+    for ep in [&clamd.tcp, &clamd.unix] {
+        let cfg = clamd_cfg(vec![ep.clone()], vec![]);
+        let (verdict, health) = scan(&cfg, &spool(clamd.dir.path(), &infected, 1 << 20));
+        match verdict {
+            // clamd marks names from databases that are not ClamAV's own ".UNOFFICIAL".
+            Ok(VirusVerdict::Infected(names)) => {
+                assert!(names.iter().any(|n| n.starts_with("Avis-Test-Eicar")), "{ep}: {names:?}")
+            }
+            other => panic!("{ep}: expected the test signature, got {other:?}"),
+        }
+        assert_eq!(health, [(ScannerRole::Primary, true)]);
+        let (verdict, _) = scan(&cfg, &spool(clamd.dir.path(), &clean, 1 << 20));
+        assert_eq!(verdict.unwrap(), VirusVerdict::Clean, "{ep}");
+    }
+    assert!(!clamd.proc.child.id() == 0 || true);
+}
+
+#[test]
+fn real_clamd_as_backup_answers_when_the_primary_is_down() {
+    let clamd = start_clamd();
+    let dead = Endpoint::Tcp("127.0.0.1".into(), free_tcp_port());
+    let cfg = clamd_cfg(vec![dead], vec![clamd.unix.clone()]);
+    let msg = message("test", &eicar());
+    let (verdict, health) = scan(&cfg, &spool(clamd.dir.path(), &msg, 1 << 20));
+    assert!(matches!(verdict, Ok(VirusVerdict::Infected(_))), "{verdict:?}");
+    assert_eq!(health, [(ScannerRole::Primary, false), (ScannerRole::Backup, true)]);
+}
+
+#[test]
+fn real_clamd_refuses_a_stream_over_its_limit_as_too_large_and_scans_a_big_one_under_it() {
+    let clamd = start_clamd();
+    let cfg = clamd_cfg(vec![clamd.tcp.clone()], vec![]);
+    let line = "All work and no play makes Jack a dull boy. 0123456789\r\n";
+    let big = message("big", &line.repeat(3 * 1024 * 1024 / line.len()));
+    let (verdict, health) = scan(&cfg, &spool(clamd.dir.path(), &big, 64 * 1024));
+    let e = verdict.unwrap_err();
+    assert!(matches!(e, ScanError::TooLarge { .. }), "{e:?}");
+    assert!(!e.is_temporary());
+    assert_eq!(health, [(ScannerRole::Primary, false)]);
+    // Just under the limit, from a file, in several chunks: scanned, and the virus at the
+    // very end is found (every chunk arrived).
+    let mut body = line.repeat(900 * 1024 / line.len());
+    body.push_str(&eicar());
+    let under = message("big", &body);
+    assert!(under.len() < 1024 * 1024);
+    let (verdict, _) = scan(&cfg, &spool(clamd.dir.path(), &under, 64 * 1024));
+    assert!(matches!(verdict, Ok(VirusVerdict::Infected(_))), "{verdict:?}");
+}
+
+// ---------------------------------------------------------------- spamd
+
+/// A private spamd. Stopped with SIGTERM, so that it takes its children down with it
+/// (a SIGKILL would leave them serving the port).
+struct Spamd {
+    proc: Proc,
+    endpoint: Endpoint,
+    dir: TempDir,
+}
+
+impl Drop for Spamd {
+    fn drop(&mut self) {
+        self.proc.signal("TERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.proc.exited() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn start_spamd() -> Spamd {
+    let spamd = require_tool("spamd");
+    let dir = TempDir::new("spamd");
+    // The plugin loader files (.pre) live in the site config directory; the rules stay
+    // the packaged ones in /usr/share/spamassassin. Bayes off: no state between runs.
+    let site = dir.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let etc = Path::new("/etc/spamassassin");
+    let pre: Vec<_> = std::fs::read_dir(etc)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/install-test-deps.sh", etc.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pre"))
+        .collect();
+    assert!(!pre.is_empty(), "no .pre files in {}", etc.display());
+    for p in pre {
+        std::fs::copy(&p, site.join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(site.join("local.cf"), "use_bayes 0\nbayes_auto_learn 0\n").unwrap();
+    let port = free_tcp_port();
+    let log = dir.join("spamd.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut proc = Proc::spawn(
+        "spamd",
+        Command::new(spamd)
+            .args(["--local", "--nouser-config", "--syslog=stderr", "--max-children=1", "--min-children=1"])
+            .args(["--max-spare=1", "--allowed-ips=127.0.0.1"])
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--pidfile={}", dir.join("spamd.pid").display()))
+            .arg(format!("--siteconfigpath={}", site.display()))
+            .arg(format!("--helper-home-dir={}", dir.path().display()))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+    );
+    wait_listening(&mut proc, port, &log, Duration::from_secs(120));
+    Spamd {
+        proc,
+        endpoint: Endpoint::Tcp("127.0.0.1".into(), port),
+        dir,
+    }
+}
+
+#[test]
+fn real_spamd_scores_gtube_as_spam_and_a_plain_message_as_ham() {
+    let spamd = start_spamd();
+    let cfg = SpamdConfig {
+        endpoint: spamd.endpoint.clone(),
+        timeout: Duration::from_secs(60),
+        max_size: 500 * 1024,
+        user: Some("avis-test".into()),
+    };
+    let spam = message("test", &format!("This is the GTUBE:\r\n{}", gtube()));
+    let v = block_on(sc::spamd::check(&cfg, &spool(spamd.dir.path(), &spam, 1 << 20)))
+        .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(spamd.dir.join("spamd.log")).unwrap_or_default()));
+    assert!(v.is_spam, "{v:?}");
+    assert!(v.score >= 1000.0, "{v:?}");
+    assert!(v.tests.iter().any(|t| t == "GTUBE"), "{v:?}");
+    assert!(v.required > 0.0 && v.required < 1000.0, "{v:?}");
+
+    let ham = message("lunch", "See you at noon at the usual place.");
+    let v = block_on(sc::spamd::check(&cfg, &spool(spamd.dir.path(), &ham, 16))).unwrap();
+    assert!(!v.is_spam, "{v:?}");
+    assert!(v.score < v.required, "{v:?}");
+    assert!(!v.tests.iter().any(|t| t == "GTUBE"), "{v:?}");
+}
