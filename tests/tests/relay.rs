@@ -417,3 +417,90 @@ fn a_bad_configuration_fails_at_start_with_file_line_and_reason() {
     let ok = Command::new(bin("avisd")).arg("--check-config").output().unwrap();
     assert!(ok.status.success(), "the embedded default is valid");
 }
+
+#[test]
+fn xforward_attributes_reach_a_back_end_that_offers_xforward() {
+    let dir = TempDir::new("relay-xforward");
+    let backend = FakeMta::start(Behaviour::default());
+    let avisd = start(&dir, &backend, false, 2);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", avisd.port)).unwrap();
+    use std::io::{BufRead, BufReader, Write};
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let script = "EHLO mx.test\r\nXFORWARD NAME=client.example ADDR=192.0.2.7 PORT=4711 PROTO=ESMTP HELO=client.example\r\nXFORWARD IDENT=4ZxQ1 SOURCE=REMOTE\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n";
+    s.write_all(script.as_bytes()).unwrap();
+    let mut line = String::new();
+    while !line.starts_with("354") {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    s.write_all(b"From: a@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\n\r\nx\r\n.\r\nQUIT\r\n").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("250"), "{line}");
+    let got = backend.received();
+    let xf = got[0].xforward.join(" ");
+    assert!(xf.contains("ADDR=192.0.2.7") && xf.contains("IDENT=4ZxQ1") && xf.contains("NAME=client.example"), "{xf}");
+    assert!(got[0].data.contains("from client.example ([192.0.2.7])"), "the Received field names the original client");
+    let e = &avisd.events()[0];
+    assert_eq!(e["client_ip"], "192.0.2.7");
+    assert_eq!(e["queue_id"], "4ZxQ1");
+}
+
+#[test]
+fn listeners_on_ipv6_and_unix_sockets_each_apply_their_policy_bank() {
+    let dir = TempDir::new("relay-listeners");
+    let backend = FakeMta::start(Behaviour::default());
+    let v4 = free_tcp_port();
+    let v6 = free_tcp_port();
+    let sock = dir.join("avisd.sock");
+    let cfg = format!(
+        "{}\n[[listen]]\naddress = \"[::1]:{v6}\"\npolicy = \"default\"\n\n[[listen]]\naddress = \"unix:{}\"\npolicy = \"lmtpbank\"\n\n[policy.lmtpbank]\nforward = \"smtp:[127.0.0.1]:{}\"\n",
+        config_text(dir.path(), v4, &format!("smtp:[127.0.0.1]:{}", backend.port), 2, ""),
+        sock.display(),
+        backend.port
+    );
+    let avisd = Avisd::start(dir.path(), &cfg, v4);
+    let s6 = std::net::TcpStream::connect(("::1", v6));
+    assert!(s6.is_ok(), "avisd listens on [::1]");
+    drop(s6);
+    use std::io::{BufRead, BufReader, Write};
+    let u = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let mut w = u.try_clone().unwrap();
+    let mut r = BufReader::new(u);
+    w.write_all(b"LHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n").unwrap();
+    let mut line = String::new();
+    while !line.starts_with("354") {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    w.write_all(b"From: a@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\n\r\nover a unix socket\r\n.\r\n").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("250"), "{line}");
+    assert_eq!(backend.received().len(), 1);
+    assert_eq!(avisd.events()[0]["policy_banks"][0], "lmtpbank");
+}
+
+#[test]
+fn sighup_reloads_the_policy_and_reopens_the_event_log() {
+    let dir = TempDir::new("relay-hup");
+    let first = FakeMta::start(Behaviour::default());
+    let second = FakeMta::start(Behaviour::default());
+    let port = free_tcp_port();
+    let cfg = config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", first.port), 2, "");
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    send(port, false, "a@example.org", &["b@example.com"], "x\r\n").unwrap();
+    std::fs::rename(&avisd.events, dir.join("events.jsonl.1")).unwrap(); // logrotate
+    std::fs::write(&avisd.config, config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", second.port), 2, "")).unwrap();
+    avisd.proc.signal("HUP");
+    wait_for("the events file reopened", Duration::from_secs(10), || avisd.events.exists().then_some(()));
+    send(port, false, "a@example.org", &["b@example.com"], "x\r\n").unwrap();
+    assert_eq!(first.received().len(), 1);
+    assert_eq!(second.received().len(), 1, "the reloaded forward target is used");
+    assert_eq!(avisd.events().len(), 1, "the new event went to the new file");
+    std::fs::write(&avisd.config, "this is not toml [").unwrap();
+    avisd.proc.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = send(port, false, "a@example.org", &["b@example.com"], "x\r\n").unwrap();
+    assert!(r.final_replies[0].starts_with("250"), "a bad file keeps the running configuration");
+}
