@@ -3,7 +3,8 @@
 # (snmpbulkwalk with net-snmp's default -Cr10 and with -Cr50), v3 authPriv, snmpwalk
 # (one GETNEXT per object), one snmpget, and the same bulk walk through a private snmpd
 # master with avis-snmp-agent registered over AgentX. The scoreboard is held by
-# snmp-agent's `hold_scoreboard` example (8 busy workers, counters rising).
+# snmp-agent's `hold_scoreboard` example (8 busy workers, counters rising). The
+# `walk_rtt` example first times the agent alone (no tool start-up in the figure).
 #
 #   bench/snmp-walk.sh            # uses target/release if built, else target/debug
 #   PROFILE=debug bench/snmp-walk.sh
@@ -36,6 +37,7 @@ until grep -q ready "$work/holder.out" 2>/dev/null; do sleep 0.05; done
 
 printf 'agentaddress udp:127.0.0.1:%s\nmaster agentx\nagentXSocket tcp:127.0.0.1:%s\nrocommunity public 127.0.0.1\n' "$master" "$ax" >"$work/snmpd.conf"
 SNMP_PERSISTENT_DIR=$work MIBS= /usr/sbin/snmpd -f -Lo -C -c "$work/snmpd.conf" >/dev/null 2>&1 & pids+=($!)
+until MIBS= snmpget -v2c -c public -t 0.3 -r 0 "127.0.0.1:$master" 1.3.6.1.2.1.1.3.0 >/dev/null 2>&1; do sleep 0.1; done
 
 RUST_LOG=warn "$agent" --scoreboard "$work/scoreboard" --listen "127.0.0.1:$udp" --agentx "tcp:127.0.0.1:$ax" \
   --queue-directory off --engine-state "$work/engine" \
@@ -60,6 +62,9 @@ declare -A cmds=(
 order=("bulkwalk v2c -Cr10 (direct)" "bulkwalk v2c -Cr50 (direct)" "walk v2c, one GETNEXT per row (direct)"
   "bulkwalk v3 authPriv SHA-256/AES (direct)" "get inMsgs.0 (direct)" "bulkwalk v2c -Cr10 (snmpd + AgentX)"
   "get sysUpTime.0 of snmpd itself (tool start-up floor)")
+
+# The agent alone, without the tools' start-up: an in-process UDP client walking N times.
+"$target/$profile/examples/walk_rtt" "127.0.0.1:$udp" "${WALKS:-300}"
 
 if command -v hyperfine >/dev/null; then
   args=()

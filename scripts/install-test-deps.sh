@@ -10,7 +10,7 @@ packages=(
   tmux                       # a real terminal for the TUI test
   postfix swaks              # Postfix topologies, smtp-source/smtp-sink; swaks as an SMTP client
   python3
-  clamav-daemon spamd        # real clamd and spamd for the scanner clients' tests (no freshclam: the test writes its own signatures)
+  clamav-daemon spamd rspamd # real scanners for the scanner clients' tests (no freshclam: the test writes its own signatures)
 )
 
 missing=()
@@ -26,7 +26,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The packaged daemons are not ours to run; tests start private instances on loopback.
-  for svc in snmpd postfix clamav-daemon.socket clamav-daemon clamav-freshclam clamav-freshclam-once.timer spamd; do
+  for svc in snmpd postfix clamav-daemon.socket clamav-daemon clamav-freshclam clamav-freshclam-once.timer spamd rspamd; do
     if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
     service "$svc" stop >/dev/null 2>&1 || true
   done
@@ -34,7 +34,7 @@ fi
 
 # net-snmp's tools must find the standard MIB modules and ours (snmp-mibs-downloader is
 # non-free; the SNMPv2 modules ship with libsnmp-base, which snmp depends on).
-for tool in snmpget snmpbulkwalk snmptranslate snmpd tmux swaks smtp-source smtp-sink postconf clamd spamd; do
+for tool in snmpget snmpbulkwalk snmptranslate snmpd tmux swaks smtp-source smtp-sink postconf clamd spamd rspamd; do
   command -v "$tool" >/dev/null 2>&1 || { [ -x "/usr/sbin/$tool" ] || { echo "missing after install: $tool" >&2; exit 1; }; }
 done
 # A strict OpenMetrics parser for the avis-agent --prometheus test.

@@ -15,5 +15,3 @@ pub mod mime;
 pub mod pipeline;
 pub mod receive;
 pub mod record;
-#[path = "check/scanners.rs"]
-pub mod scanners;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use filter::receive::spool::{Spool, SpoolConfig};
 // The one line to change when the clients move under `filter::check`.
-use filter::scanners as sc;
+use filter::check as sc;
 use sc::clamd::{self, ClamdConfig, ScannerRole, VirusVerdict};
 use sc::endpoint::{Endpoint, ScanError};
 use sc::rspamd::{self, RspamdConfig};
@@ -224,18 +224,37 @@ fn clamd_cfg(primary: Vec<Endpoint>, backup: Vec<Endpoint>) -> ClamdConfig {
     }
 }
 
-type HealthLog = Arc<Mutex<Vec<(ScannerRole, Result<(), String>)>>>;
-
-/// Scans and records every health report.
-async fn clamd_scan(cfg: &ClamdConfig, spool: &Spool) -> (Result<VirusVerdict, ScanError>, Vec<(ScannerRole, bool)>) {
-    let seen: HealthLog = Arc::default();
-    let seen2 = seen.clone();
-    let health = move |role, result: Result<(), &ScanError>, _took: Duration| {
-        seen2.lock().unwrap().push((role, result.map_err(ToString::to_string)));
+/// Scans and records every health report: (role, answered, time taken). The callback
+/// borrows local state, as the pipeline's will.
+async fn clamd_scan_timed(
+    cfg: &ClamdConfig,
+    spool: &Spool,
+) -> (Result<VirusVerdict, ScanError>, Vec<(ScannerRole, bool, Duration)>) {
+    let seen = Mutex::new(Vec::new());
+    let health = |role, result: Result<(), &ScanError>, took: Duration| {
+        seen.lock().unwrap().push((role, result.is_ok(), took));
     };
     let verdict = clamd::scan(cfg, spool, &health).await;
-    let health = seen.lock().unwrap().iter().map(|(r, res)| (*r, res.is_ok())).collect();
-    (verdict, health)
+    (verdict, seen.into_inner().unwrap())
+}
+
+/// [`clamd_scan_timed`] without the times.
+async fn clamd_scan(cfg: &ClamdConfig, spool: &Spool) -> (Result<VirusVerdict, ScanError>, Vec<(ScannerRole, bool)>) {
+    let (verdict, seen) = clamd_scan_timed(cfg, spool).await;
+    (verdict, seen.into_iter().map(|(role, ok, _)| (role, ok)).collect())
+}
+
+#[test]
+fn every_scan_future_can_be_spawned_on_a_multi_threaded_runtime() {
+    fn assert_send<T: Send>(_: &T) {}
+    let dir = scratch("send");
+    let msg = spool(&dir, MESSAGE, 1 << 20);
+    let cfg = clamd_cfg(vec![], vec![]);
+    let health = |_: ScannerRole, _: Result<(), &ScanError>, _: Duration| {};
+    assert_send(&clamd::scan(&cfg, &msg, &health));
+    assert_send(&spamd::check(&spamd_cfg(dead_endpoint()), &msg));
+    let rcpts = Vec::new();
+    assert_send(&rspamd::check(&rspamd_cfg(dead_endpoint()), &msg, "", &rcpts, None));
 }
 
 #[tokio::test]
@@ -297,12 +316,18 @@ async fn clamd_silence_times_out_within_the_step_timeout() {
     let mut cfg = clamd_cfg(vec![ep], vec![]);
     cfg.timeout = Duration::from_millis(300);
     let started = std::time::Instant::now();
-    let (verdict, health) = clamd_scan(&cfg, &spool(&dir, MESSAGE, 1 << 20)).await;
+    let (verdict, health) = clamd_scan_timed(&cfg, &spool(&dir, MESSAGE, 1 << 20)).await;
     let e = verdict.unwrap_err();
     assert!(e.is_timeout() && e.is_temporary(), "{e:?}");
     assert!(e.to_string().contains("reply: timed out"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(health, [(ScannerRole::Primary, false)]);
+    let [(ScannerRole::Primary, false, took)] = health[..] else {
+        panic!("{health:?}");
+    };
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]

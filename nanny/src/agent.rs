@@ -1,7 +1,8 @@
 //! avis-agent's amavisd-agent layout: every scoreboard value under amavisd's internal key
 //! name, sorted as Perl sorts (ASCII), with its rate per hour and its share of the
 //! reference total that amavisd-agent picks from the key's name, in the exact columns
-//! the munin and Diamond collectors parse. Also the same figures as JSON.
+//! the munin and Diamond collectors parse, then amavisd's `virus.byname.*` counts. Also
+//! the same figures as JSON.
 //!
 //! Rates follow amavisd-agent: over a five-minute window of the samples this process
 //! took, once the window covers at least 150 s; before that, the average since the
@@ -191,7 +192,7 @@ fn content_suffix(key: &str) -> Option<&str> {
 /// The samples this process took, for windowed rates.
 #[derive(Debug, Clone, Default)]
 pub struct Rates {
-    samples: VecDeque<(u64, HashMap<&'static str, u64>)>,
+    samples: VecDeque<(u64, HashMap<String, u64>)>,
     started_ms: u64,
 }
 
@@ -212,8 +213,12 @@ impl Rates {
             self.started_ms = snap.started_ms();
         }
         let t = snap.taken_ms();
-        self.samples
-            .push_back((t, entries.iter().map(|e| (e.key, e.value)).collect()));
+        let values = entries
+            .iter()
+            .map(|e| (e.key.to_string(), e.value))
+            .chain(viruses(snap))
+            .collect();
+        self.samples.push_back((t, values));
         while self
             .samples
             .front()
@@ -229,7 +234,7 @@ impl Rates {
             (Some((t0, first)), Some((t1, last)))
                 if self.samples.len() >= 2 && t1.saturating_sub(*t0) >= MIN_SPAN_MS =>
             {
-                let d = |m: &HashMap<&str, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+                let d = |m: &HashMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
                 let dv = d(last, key).saturating_sub(d(first, key));
                 let dm = d(last, "InMsgs").saturating_sub(d(first, "InMsgs"));
                 Some((dv as f64, dm, t1.saturating_sub(*t0) as f64 / 1000.0))
@@ -244,7 +249,16 @@ impl Rates {
     }
 }
 
-/// The text of one sample in amavisd-agent's layout, ending with two empty lines.
+/// amavisd-agent's `virus.byname.<name>` entries, most frequent first.
+pub fn viruses(snap: &Snapshot) -> Vec<(String, u64)> {
+    snap.viruses()
+        .into_iter()
+        .map(|(name, n)| (format!("virus.byname.{name}"), n))
+        .collect()
+}
+
+/// The text of one sample in amavisd-agent's layout: the keys, then (after an empty
+/// line) the virus names by count, in its `p2` format; two empty lines end it.
 pub fn text(snap: &Snapshot, entries: &[Entry], rates: &Rates) -> String {
     let values: HashMap<&str, u64> = entries.iter().map(|e| (e.key, e.value)).collect();
     let mut out = String::new();
@@ -256,6 +270,23 @@ pub fn text(snap: &Snapshot, entries: &[Entry], rates: &Rates) -> String {
         });
         out.push_str(&line(e, change, total.as_ref()));
         out.push('\n');
+    }
+    let by_name = viruses(snap);
+    if !by_name.is_empty() {
+        out.push('\n');
+    }
+    let total = snap.counter(Counter::ContentVirusMsgs);
+    for (key, n) in by_name {
+        let change = rates.change(snap, &key, n);
+        let pct = if total > 0 {
+            format!("{:>6.1}", 100.0 * n as f64 / total as f64)
+        } else {
+            format!("{:>6}", "---")
+        };
+        out.push_str(&format!(
+            "{key:<35} {n:>6} {:>6.0}/h {pct} % (ContentVirusMsgs)\n",
+            change.rate * 3600.0
+        ));
     }
     out.push_str("\n\n");
     out
@@ -331,6 +362,7 @@ pub fn json(snap: &Snapshot, entries: &[Entry], rates: &Rates) -> Json {
         "running": snap.writer_alive(),
         "text": text,
         "counters": counters,
+        "viruses": snap.viruses().into_iter().map(|(name, n)| (name, json!(n))).collect::<Map<String, Json>>(),
     })
 }
 
@@ -387,6 +419,7 @@ mod tests {
         counters[Counter::InMsgsInbound as usize] = 2000;
         counters[Counter::InMsgsSize as usize] = 85 * 1_048_576;
         counters[Counter::TimeElapsedSpamCheck as usize] = 3_000_000;
+        counters[Counter::ContentVirusMsgs as usize] = 40;
         let snap = Snapshot::new(agent_mib::SnapshotParts {
             taken_ms: now,
             started_ms: now - 20 * 3_600_000,
@@ -403,11 +436,22 @@ mod tests {
             counters,
             gauges: Vec::new(),
             slots: Vec::new(),
-        });
+        })
+        .with_viruses(vec![("Eicar-Signature".into(), 30), ("Worm.X".into(), 10)]);
         let entries = entries(&snap);
         let mut rates = Rates::default();
         rates.push(&snap, &entries);
         let out = text(&snap, &entries, &rates);
+        assert!(
+            out.ends_with(concat!(
+                "sysUpTime       TimeTicks 7200000 (0 days, 20:00:00.00)\n",
+                "\n",
+                "virus.byname.Eicar-Signature            30      2/h   75.0 % (ContentVirusMsgs)\n",
+                "virus.byname.Worm.X                     10      0/h   25.0 % (ContentVirusMsgs)\n",
+                "\n\n",
+            )),
+            "{out}"
+        );
         for want in [
             "sysDescr        STR amavis-2.13.0 (20230106)",
             "sysUpTime       TimeTicks 7200000 (0 days, 20:00:00.00)",

@@ -74,7 +74,7 @@ impl NannyArgs {
     name = "avis-agent",
     version,
     about = "avisd's counters: amavisd-agent's columns (name, value, rate per hour, % of total), JSON, or OpenMetrics.",
-    after_help = "Text keeps amavisd-agent's layout for the munin and Diamond collectors: every counter under amavisd's\nkey name, sorted, `%-35s %6d %6.0f/h %7.1f % (<TotalKey>)`; sizes in MB; TimeElapsed* in seconds with\ns/msg. Rates cover the last 5 minutes of samples once they span 150 s, else the time since the counters\nstarted. Output goes to stdout, each sample followed by two empty lines."
+    after_help = "Text keeps amavisd-agent's layout for the munin and Diamond collectors: every counter under amavisd's\nkey name, sorted, `%-35s %6d %6.0f/h %7.1f % (<TotalKey>)`; sizes in MB; TimeElapsed* in seconds with\ns/msg; then virus.byname.* by count. Rates cover the last 5 minutes of samples once they span 150 s,\nelse the time since the counters started. Output goes to stdout, each sample followed by two empty lines."
 )]
 pub struct AgentArgs {
     /// Take N samples, then exit (default: 1 with --prometheus, else until interrupted).

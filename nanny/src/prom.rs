@@ -4,7 +4,8 @@
 //! in snake case (`InMsgs` → `avis_in_msgs_total`), `TimeElapsed*` in seconds; the
 //! latency bucket counters become one histogram family `avis_latency_seconds` with a
 //! `stage` label (cumulative buckets, as OpenMetrics wants); stored gauges, the worker
-//! gauges and the ledger become gauges; the header strings an info family. Names and
+//! gauges and the ledger become gauges; the header strings an info family; the virus
+//! names a counter family with a `name` label. Names and
 //! help texts come from agent-mib's table. Pure; no I/O.
 
 use std::fmt::Write as _;
@@ -103,6 +104,7 @@ pub fn openmetrics(snap: &Snapshot) -> String {
     let mut o = Out(String::new());
     filter_families(&mut o, snap);
     counter_families(&mut o, snap);
+    virus_family(&mut o, snap);
     latency_histogram(&mut o, snap);
     gauge_families(&mut o, snap);
     o.0.push_str("# EOF\n");
@@ -160,6 +162,19 @@ fn counter_families(o: &mut Out, snap: &Snapshot) {
             o.family(&base, "counter", None, &help);
             o.sample(&format!("{base}_total"), &[], snap.counter(c));
         }
+    }
+}
+
+/// Messages per virus name (a bounded table in the scoreboard, so a bounded label set).
+fn virus_family(o: &mut Out, snap: &Snapshot) {
+    o.family(
+        "avis_virus_by_name",
+        "counter",
+        None,
+        "Messages in which a virus of this name was found (amavisd's virus.byname.*).",
+    );
+    for (name, n) in snap.viruses() {
+        o.sample("avis_virus_by_name_total", &[("name", &name)], n);
     }
 }
 

@@ -277,6 +277,19 @@ fn more_workers_than_fit_say_how_many_are_below_and_scroll() {
 }
 
 #[test]
+fn an_incompatible_scoreboard_says_why() {
+    let mut app = app();
+    app.handle(Event::Snapshot(Err(ReadError::Incompatible {
+        path: PathBuf::from("/var/lib/avis/scoreboard"),
+        why: "layout version 9 but this program reads 1".into(),
+    })));
+    let (text, _) = screen(&app, 80, 24);
+    assert!(text.contains("cannot read the scoreboard"), "{text}");
+    assert!(text.contains("version 9 but this program reads 1"), "{text}");
+    assert!(text.lines().next().unwrap().contains("scoreboard unreadable"), "{text}");
+}
+
+#[test]
 fn a_stopped_filter_is_not_running() {
     let mut app = app();
     app.handle(Event::Snapshot(Ok(snapshot(0, 10, Vec::new(), false))));
@@ -339,4 +352,16 @@ fn no_color_draws_without_colours_but_stuck_still_shows() {
         assert_eq!(cell.fg, Color::Reset, "a coloured cell {:?}", cell.symbol());
     }
     assert!(buf[(0, 3)].modifier.contains(Modifier::REVERSED));
+}
+
+#[test]
+fn any_terminal_size_draws_without_panicking() {
+    let mut app = app();
+    feed(&mut app, 2, |s| shift(snapshot(0, 12_000, busy_slots(s), true), s));
+    for (w, h) in [(1, 1), (10, 3), (40, 10), (79, 23), (200, 60)] {
+        screen(&app, w, h);
+        key(&mut app, '?');
+        screen(&app, w, h);
+        key(&mut app, 'x');
+    }
 }

@@ -28,7 +28,11 @@ fn main() {
     };
     let slots: Vec<_> = (0..8).filter_map(|i| board.take_slot(i)).collect();
     for (i, s) in slots.iter().enumerate() {
-        s.set_state_reset(if i % 2 == 0 { WorkerState::Virus } else { WorkerState::Spam });
+        s.set_state_reset(if i % 2 == 0 {
+            WorkerState::Virus
+        } else {
+            WorkerState::Spam
+        });
         s.set_ids(&format!("mail{i}"), "4ABCDEF");
     }
     println!("ready");

@@ -3,120 +3,51 @@
 //! services on free loopback ports), started and stopped by the test, with the Rust
 //! [`FakeMta`] as the final sink so every delivered message can be counted.
 //!
-//! The `master.cf`/`main.cf` snippets an operator needs are constants here, with
-//! `{PLACEHOLDERS}`; the tests run them with free ports and `docs/postfix.md` quotes them
-//! rendered with the production values ([`Ports::production`]). `postfix_docs.rs` checks
-//! that the document contains every rendered snippet verbatim, so the two cannot drift.
+//! The `master.cf`/`main.cf`/`avisd.toml` snippets an operator needs are templates in
+//! `tests/postfix/` with `{PLACEHOLDERS}`, included here as constants; the tests run them
+//! with free ports and `docs/postfix.md` quotes them rendered with the production values
+//! ([`Ports::production`]). `postfix_docs.rs` checks that the document contains every
+//! rendered snippet verbatim, so the two cannot drift.
 //!
 //! Nothing here touches `/etc/postfix` or the packaged Postfix service: every command
 //! gets `-c <private config dir>`. Postfix needs root to start (CI runs the tests as root).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::avisd::Avisd;
-use crate::mta::{Behaviour, FakeMta, Received};
+use crate::mta::{Behaviour, FakeMta};
 use crate::{TempDir, free_tcp_port, require_tool, wait_for};
+
+mod count;
+mod instance;
+
+pub use count::{SinkCount, Tally, count_sink, message_id};
+pub use instance::Postfix;
 
 /// After-queue ("sandwich"), `master.cf`: the front smtpd hands every message it queued to
 /// the `avis-filter` transport, which delivers it to avisd; `maxproc` of that transport is
 /// avisd's `max_servers`.
-pub const AFTER_QUEUE_MASTER_CF: &str = "\
-{FRONT}  inet  n  -  n  -  -  smtpd
-  -o content_filter=avis-filter:[127.0.0.1]:{AVISD_PORT}
-  -o receive_override_options=no_address_mappings
-avis-filter  unix  -  -  n  -  {MAX_SERVERS}  smtp
-  -o smtp_data_done_timeout=1200s
-  -o smtp_send_xforward_command=yes
-  -o smtp_dns_support_level=disabled
-  -o max_use=20
-  -o syslog_name=postfix/avis-filter
-";
+pub const AFTER_QUEUE_MASTER_CF: &str = include_str!("../postfix/after-queue.master.cf");
 
 /// After-queue, `main.cf`: never more deliveries to avisd at once than it has workers.
-pub const AFTER_QUEUE_MAIN_CF: &str = "\
-avis-filter_destination_concurrency_limit = {MAX_SERVERS}
-avis-filter_destination_recipient_limit = 1000
-";
+pub const AFTER_QUEUE_MAIN_CF: &str = include_str!("../postfix/after-queue.main.cf");
 
 /// Before-queue proxy, `master.cf`: the front smtpd receives the whole message
 /// (`speed_adjust`), then replays it to avisd and gives the client avisd's answer; nothing
 /// is queued unless avisd (and so the reinjection listener) accepted it. `maxproc` of the
 /// front smtpd is avisd's `max_servers`.
-pub const BEFORE_QUEUE_MASTER_CF: &str = "\
-{FRONT}  inet  n  -  n  -  {MAX_SERVERS}  smtpd
-  -o smtpd_proxy_filter=127.0.0.1:{AVISD_PORT}
-  -o smtpd_proxy_options=speed_adjust
-  -o smtpd_proxy_timeout=300s
-";
+pub const BEFORE_QUEUE_MASTER_CF: &str = include_str!("../postfix/before-queue.master.cf");
 
 /// Both topologies, `master.cf`: the reinjection listener avisd forwards to. No filter,
 /// no second round of checks; XFORWARD from avisd is trusted so the log keeps the
 /// original client.
-pub const REINJECTION_MASTER_CF: &str = "\
-127.0.0.1:{REINJECT_PORT}  inet  n  -  n  -  -  smtpd
-  -o content_filter=
-  -o smtpd_proxy_filter=
-  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters
-  -o smtpd_authorized_xforward_hosts=127.0.0.0/8
-  -o mynetworks=127.0.0.0/8
-  -o smtpd_client_restrictions=
-  -o smtpd_helo_restrictions=
-  -o smtpd_sender_restrictions=
-  -o smtpd_relay_restrictions=
-  -o smtpd_recipient_restrictions=permit_mynetworks,reject
-  -o smtpd_data_restrictions=
-  -o smtpd_end_of_data_restrictions=
-  -o smtpd_client_connection_count_limit=0
-  -o smtpd_client_connection_rate_limit=0
-  -o smtpd_error_sleep_time=0
-  -o smtpd_soft_error_limit=1001
-  -o smtpd_hard_error_limit=1000
-  -o syslog_name=postfix/reinject
-";
+pub const REINJECTION_MASTER_CF: &str = include_str!("../postfix/reinjection.master.cf");
 
 /// avisd's side of both topologies (`/etc/avis/avisd.toml`): `max_servers` matches the
 /// Postfix process limit above, the timeouts stay below Postfix's.
-pub const AVISD_TOML: &str = "\
-[daemon]
-state_dir = \"{STATE_DIR}\"
-max_servers = {MAX_SERVERS}
-events = \"{EVENTS}\"
-
-[[listen]]
-address = \"127.0.0.1:{AVISD_PORT}\"
-
-[policy.default]
-forward = \"smtp:[127.0.0.1]:{REINJECT_PORT}\"
-idle_timeout = 240
-data_timeout = 150
-forward_timeout = 240
-";
-
-/// The standard Postfix services a private test instance needs (no chroot, no local
-/// delivery), ahead of the topology's services in `master.cf`. Not for the documentation.
-const BASE_MASTER_CF: &str = "\
-pickup    unix  n  -  n  60    1  pickup
-cleanup   unix  n  -  n  -     0  cleanup
-qmgr      unix  n  -  n  300   1  qmgr
-rewrite   unix  -  -  n  -     -  trivial-rewrite
-bounce    unix  -  -  n  -     0  bounce
-defer     unix  -  -  n  -     0  bounce
-trace     unix  -  -  n  -     0  bounce
-verify    unix  -  -  n  -     1  verify
-flush     unix  n  -  n  1000? 0  flush
-proxymap  unix  -  -  n  -     -  proxymap
-smtp      unix  -  -  n  -     -  smtp
-relay     unix  -  -  n  -     -  smtp
-showq     unix  n  -  n  -     -  showq
-error     unix  -  -  n  -     -  error
-retry     unix  -  -  n  -     -  error
-discard   unix  -  -  n  -     -  discard
-anvil     unix  -  -  n  -     1  anvil
-scache    unix  -  -  n  -     1  scache
-postlog   unix-dgram n - n -   1  postlogd
-";
+pub const AVISD_TOML: &str = include_str!("../postfix/avisd.toml");
 
 /// Where things listen, and the values that fill the snippets' placeholders.
 #[derive(Debug, Clone)]
@@ -189,306 +120,6 @@ impl Kind {
     }
 }
 
-/// A private Postfix instance: config, queue, data and log under one directory.
-#[derive(Debug)]
-pub struct Postfix {
-    /// Its config directory (`postfix -c`).
-    pub config_dir: PathBuf,
-    /// Its own log file (`maillog_file`).
-    pub log: PathBuf,
-    queue_dir: PathBuf,
-    running: bool,
-}
-
-fn run(what: &str, cmd: &mut Command) -> Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-impl Postfix {
-    /// Writes a private instance into `root` (a fresh directory): `main.cf` with the
-    /// test's base settings, `relayhost` pointing at `sink_port`, then `main_extra`;
-    /// `master.cf` with the standard services, then `services`. Runs `postfix check`.
-    pub fn create(root: &Path, sink_port: u16, main_extra: &str, services: &str) -> Postfix {
-        require_tool("postfix");
-        let config_dir = root.join("conf");
-        let queue_dir = root.join("queue");
-        let data_dir = root.join("data");
-        for d in [&config_dir, &queue_dir, &data_dir] {
-            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
-        }
-        run(
-            "chown postfix data_directory",
-            Command::new("chown").arg("postfix").arg(&data_dir),
-        );
-        let log = root.join("maillog");
-        let main = format!(
-            "compatibility_level = 3.6
-queue_directory = {queue}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx.avis.test
-mydestination =
-alias_maps =
-alias_database =
-local_recipient_maps =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:{sink_port}
-smtp_dns_support_level = disabled
-maillog_file = {log}
-maillog_file_prefixes = {root}
-queue_run_delay = 1s
-minimal_backoff_time = 1s
-maximal_backoff_time = 4s
-smtp_connect_timeout = 5s
-smtpd_error_sleep_time = 0
-smtpd_client_connection_count_limit = 0
-smtpd_client_connection_rate_limit = 0
-smtpd_client_message_rate_limit = 0
-{main_extra}",
-            queue = queue_dir.display(),
-            data = data_dir.display(),
-            log = log.display(),
-            root = root.display(),
-        );
-        std::fs::write(config_dir.join("main.cf"), main).expect("write main.cf");
-        let pf = Postfix {
-            config_dir,
-            log,
-            queue_dir,
-            running: false,
-        };
-        pf.set_services(services);
-        run("postfix check", pf.cmd("postfix").arg("check"));
-        pf
-    }
-
-    fn cmd(&self, tool: &str) -> Command {
-        let mut c = Command::new(require_tool(tool));
-        c.arg("-c").arg(&self.config_dir);
-        c
-    }
-
-    /// Rewrites `master.cf`: the standard services, then `services` (takes effect at the
-    /// next start or [`Postfix::reload`]).
-    pub fn set_services(&self, services: &str) {
-        std::fs::write(self.config_dir.join("master.cf"), format!("{BASE_MASTER_CF}{services}"))
-            .expect("write master.cf");
-    }
-
-    /// `postfix start`; returns when the master runs.
-    pub fn start(&mut self) {
-        run("postfix start", self.cmd("postfix").arg("start"));
-        self.running = true;
-        wait_for("the Postfix master", Duration::from_secs(20), || self.master_pid());
-    }
-
-    /// `postfix reload` (re-reads `master.cf`: services added or removed).
-    pub fn reload(&self) {
-        run("postfix reload", self.cmd("postfix").arg("reload"));
-    }
-
-    /// `postfix stop`, waiting until the master has gone.
-    pub fn stop(&mut self) {
-        if self.running {
-            let _ = self.cmd("postfix").arg("stop").stdin(Stdio::null()).output();
-            self.running = false;
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while self.master_pid().is_some() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-
-    fn master_pid(&self) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(self.queue_dir.join("pid").join("master.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
-    }
-
-    /// `postqueue -f`: retry every deferred message now.
-    pub fn flush(&self) {
-        let _ = self.cmd("postqueue").arg("-f").stdin(Stdio::null()).output();
-    }
-
-    /// The messages in the queue (`postqueue -j`), one JSON object each. A message the
-    /// queue manager moves while showq walks the queue directories can be listed twice;
-    /// it is kept once (by queue id).
-    pub fn queue(&self) -> Vec<serde_json::Value> {
-        let out = run("postqueue -j", self.cmd("postqueue").arg("-j"));
-        let mut seen = std::collections::HashSet::new();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| seen.insert(m["queue_id"].as_str().unwrap_or_default().to_string()))
-            .collect()
-    }
-
-    /// Flushes every second until the queue is empty; panics after `timeout`.
-    pub fn drain_queue(&self, timeout: Duration) {
-        let start = Instant::now();
-        loop {
-            let q = self.queue();
-            if q.is_empty() {
-                return;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "the queue still holds {} messages after {timeout:?}: {q:?}",
-                q.len()
-            );
-            self.flush();
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-
-    /// The log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Postfix's own tally of its log.
-    pub fn tally(&self) -> Tally {
-        Tally::of(&self.log_text())
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// What Postfix's log says happened: delivery attempts by status and by the port of
-/// the next hop, and the before-queue proxy's answers.
-#[derive(Debug, Clone, Default)]
-pub struct Tally {
-    /// (next-hop port, status) of every `status=` line.
-    pub deliveries: Vec<(u16, String)>,
-    /// `proxy-accept` lines (before-queue: avisd answered 2xx at the end of DATA).
-    pub proxy_accept: usize,
-    /// `proxy-reject` lines (before-queue: avisd refused; the client got its reply).
-    pub proxy_reject: usize,
-    /// Lines of Postfix's own bounce notices (`sender non-delivery notification`).
-    pub notices: usize,
-    /// (original queue id, new queue id) of each message received with XFORWARD IDENT:
-    /// the reinjection listener's `QID: client=..., orig_queue_id=ORIG` lines.
-    pub reinjected: Vec<(String, String)>,
-}
-
-impl Tally {
-    /// Parses a Postfix log.
-    pub fn of(log: &str) -> Tally {
-        let mut t = Tally::default();
-        for line in log.lines() {
-            if line.contains("proxy-accept:") {
-                t.proxy_accept += 1;
-            }
-            if line.contains("proxy-reject:") {
-                t.proxy_reject += 1;
-            }
-            if line.contains("sender non-delivery notification") {
-                t.notices += 1;
-            }
-            if let Some((head, orig)) = line.split_once(", orig_queue_id=") {
-                let orig = orig.split(',').next().unwrap_or_default().to_string();
-                let qid = head
-                    .rsplit_once("]: ")
-                    .and_then(|(_, rest)| rest.split(':').next())
-                    .unwrap_or_default()
-                    .to_string();
-                t.reinjected.push((orig, qid));
-            }
-            let status = line
-                .split(", status=")
-                .nth(1)
-                .and_then(|s| s.split(' ').next())
-                .map(str::to_string);
-            let port = line
-                .split(", relay=")
-                .nth(1)
-                .and_then(|s| s.split(',').next())
-                .and_then(|r| r.rsplit_once("]:"))
-                .and_then(|(_, p)| p.parse::<u16>().ok());
-            if let Some(status) = status {
-                t.deliveries.push((port.unwrap_or(0), status));
-            }
-        }
-        t
-    }
-
-    /// How many `status=<status>` lines name `port` as the next hop (0: no relay, as for
-    /// a message bounced without a connection).
-    pub fn count(&self, port: u16, status: &str) -> usize {
-        self.deliveries
-            .iter()
-            .filter(|(p, s)| *p == port && s == status)
-            .count()
-    }
-
-    /// How many `status=<status>` lines, whatever the next hop.
-    pub fn total(&self, status: &str) -> usize {
-        self.deliveries.iter().filter(|(_, s)| s == status).count()
-    }
-}
-
-/// What arrived at the sink, sorted out.
-#[derive(Debug, Clone, Default)]
-pub struct SinkCount {
-    /// Messages that are neither DSNs nor postmaster notices, by distinct Message-ID.
-    pub distinct: usize,
-    /// Copies beyond the first of the same Message-ID.
-    pub duplicates: usize,
-    /// Delivery status notifications (null sender).
-    pub dsns: usize,
-    /// Postfix's notices to the postmaster (`notify_classes`; sender `double-bounce@`).
-    pub postmaster_notices: usize,
-}
-
-/// The Message-ID field of a message, if any.
-pub fn message_id(data: &str) -> Option<String> {
-    data.split("\r\n\r\n").next().and_then(|head| {
-        head.lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
-            .map(|l| l[11..].trim().to_string())
-    })
-}
-
-/// Sorts the sink's messages into distinct originals, duplicates, DSNs and postmaster
-/// notices.
-pub fn count_sink(received: &[Received]) -> SinkCount {
-    let mut ids = std::collections::HashSet::new();
-    let mut c = SinkCount::default();
-    for m in received {
-        if m.from.is_empty() {
-            c.dsns += 1;
-        } else if m.from.starts_with("double-bounce@") {
-            c.postmaster_notices += 1;
-        } else if ids.insert(message_id(&m.data).unwrap_or_else(|| m.data.clone())) {
-            c.distinct += 1;
-        } else {
-            c.duplicates += 1;
-        }
-    }
-    c
-}
-
 /// A whole topology: a Postfix instance (front and reinjection listeners), avisd between
 /// them, and the sink behind.
 #[derive(Debug)]
@@ -512,9 +143,10 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Starts the sink, avisd (its config is [`AVISD_TOML`] plus `extra_policy` lines in
-    /// `[policy.default]`) and a Postfix instance running `kind`'s snippets plus
-    /// `extra_services` (test-only `master.cf` lines).
+    /// Starts the sink, avisd and a Postfix instance running `kind`'s snippets. avisd's
+    /// config is [`AVISD_TOML`] followed by `extra_policy`: lines for `[policy.default]`
+    /// (such as `message_size_limit = 65536`), then any further sections a test needs
+    /// (scanners, for instance, when content checks are configured).
     pub fn start(kind: Kind, tag: &str, max_servers: usize, extra_policy: &str) -> Topology {
         let dir = TempDir::new(tag);
         let sink = FakeMta::start(Behaviour::default());
@@ -582,20 +214,16 @@ impl Topology {
         self.avisd = Some(Avisd::start_with(self.dir.path(), &self.avisd_config, self.ports.avisd));
     }
 
-    /// Replaces the test-only services in `master.cf` and reloads Postfix; with
-    /// `reinjection` false the reinjection listener is removed (it stops listening).
-    pub fn reconfigure(&self, reinjection: bool, extra_services: &str) {
-        let front = match self.kind {
-            Kind::AfterQueue => AFTER_QUEUE_MASTER_CF,
-            Kind::BeforeQueue => BEFORE_QUEUE_MASTER_CF,
-        };
-        let reinject = if reinjection {
-            self.ports.render(REINJECTION_MASTER_CF)
-        } else {
-            String::new()
-        };
-        self.postfix
-            .set_services(&format!("{}{reinject}{extra_services}", self.ports.render(front)));
+    /// Rewrites the topology's services in `master.cf` and reloads Postfix: with
+    /// `reinjection` false the reinjection listener is left out (it stops listening);
+    /// `extra` is appended right after it, so `  -o name=value` lines extend that service
+    /// (test-only settings, never documented).
+    pub fn reconfigure(&self, reinjection: bool, extra: &str) {
+        let mut services = self.kind.master_cf(&self.ports);
+        if !reinjection {
+            services = services.replace(&self.ports.render(REINJECTION_MASTER_CF), "");
+        }
+        self.postfix.set_services(&format!("{services}{extra}"));
         self.postfix.reload();
     }
 
@@ -679,4 +307,40 @@ pub fn snippet_block(doc: &str, name: &str, lang: &str) -> Option<std::ops::Rang
     let start = doc.find(&open)? + open.len();
     let len = doc[start..].find("```\n")?;
     Some(start..start + len)
+}
+
+/// Test messages for the content checks, as the fake scanners of [`crate::fakescan`] see
+/// them: clean, a virus, spam, and a banned attachment (an executable named `.pdf.exe`).
+pub mod samples {
+    /// A message with `Subject: subject`, Message-ID `<id@client.test>` and `body`.
+    pub fn message(id: &str, subject: &str, body: &str) -> String {
+        format!(
+            "From: sender@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\nSubject: {subject}\r\nMessage-ID: <{id}@client.test>\r\n\r\n{body}\r\n"
+        )
+    }
+
+    /// What the fake clamd reports as `Fake.Virus`.
+    pub fn virus(id: &str) -> String {
+        message(id, "invoice", "VIRUS-MARKER")
+    }
+
+    /// What the fake spamd scores 15.
+    pub fn spam(id: &str) -> String {
+        message(id, "offer", "SPAM-MARKER")
+    }
+
+    /// A Windows executable attached as `invoice.pdf.exe` (banned by amavisd's default rules).
+    pub fn banned(id: &str) -> String {
+        format!(
+            "From: sender@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\nSubject: invoice\r\nMessage-ID: <{id}@client.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--B\r\nContent-Type: application/octet-stream; name=\"invoice.pdf.exe\"\r\nContent-Disposition: attachment; filename=\"invoice.pdf.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\r\n--B--\r\n"
+        )
+    }
+
+    /// The `[policy.default.checks]` section for avisd with the fake clamd and spamd on
+    /// these ports, then `destinies` lines (such as `final_virus_destiny = "reject"`).
+    pub fn checks(clamd: u16, spamd: u16, destinies: &str) -> String {
+        format!(
+            "\n[policy.default.checks]\nvirus_scanners = [\"tcp:127.0.0.1:{clamd}\"]\nspamd = \"tcp:127.0.0.1:{spamd}\"\nscanner_timeout = 5\n{destinies}\n"
+        )
+    }
 }

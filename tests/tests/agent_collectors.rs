@@ -59,6 +59,15 @@ fn loaded() -> Filter {
     f.slots[2].bump(Counter::ContentSpamMsgs, 4);
     f.slots[2].bump(Counter::OutMsgs, 30);
     f.slots[2].bump(Counter::OutMsgsSize, 50 * 1_048_576);
+    f.slots[2].bump(Counter::ContentVirusMsgs, 4);
+    for name in [
+        "Eicar-Signature",
+        "Win.Trojan.Agent-1",
+        "Eicar-Signature",
+        "Eicar-Signature",
+    ] {
+        f.board.count_virus(name);
+    }
     f
 }
 
@@ -70,8 +79,10 @@ fn every_line_has_amavisd_agent_columns_and_the_scoreboard_value() {
     let count = Regex::new(r"^(\S+) +(\d+) +(\d+)/h((?: +[\d.]+| +---) % \((\w+)\))?$").unwrap();
     let size = Regex::new(r"^(\S+) +(\d+)MB +(\d+)MB/h +([\d.]+|---) % \((\w+)\)$").unwrap();
     let time = Regex::new(r"^(TimeElapsed\w+) +(\d+) s +([\d.]+|---) s/msg \(InMsgs\)$").unwrap();
+    // The keys, then an empty line and the virus names (checked apart below).
+    let (main, by_name) = text.split_once("\n\n").unwrap();
     let mut keys = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
+    for line in main.lines() {
         let key = line.split_whitespace().next().unwrap();
         keys.push(key.to_string());
         if line.starts_with("sys") && (line[16..].starts_with("STR ") || line[16..].starts_with("OID ")) {
@@ -138,6 +149,31 @@ fn every_line_has_amavisd_agent_columns_and_the_scoreboard_value() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted);
+    // virus.byname.* by count, `%-35s %6d %6.0f/h %6.1f % (ContentVirusMsgs)`.
+    let p2 = Regex::new(r"^(virus\.byname\.\S+) +(\d+) +(\d+)/h +([\d.]+) % \(ContentVirusMsgs\)$").unwrap();
+    let viruses: Vec<(String, u64, String)> = by_name
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(|l| {
+            let c = p2.captures(l).unwrap_or_else(|| panic!("not a p2 line: {l:?}"));
+            assert_eq!(&l[35..36], " ", "{l}");
+            (c[1].to_string(), c[2].parse().unwrap(), c[4].to_string())
+        })
+        .collect();
+    assert_eq!(
+        viruses,
+        [
+            ("virus.byname.Eicar-Signature".to_string(), 3, "75.0".to_string()),
+            ("virus.byname.Win.Trojan.Agent-1".to_string(), 1, "25.0".to_string()),
+        ]
+    );
+    assert_eq!(
+        snap.viruses(),
+        [
+            ("Eicar-Signature".to_string(), 3),
+            ("Win.Trojan.Agent-1".to_string(), 1)
+        ]
+    );
     // amavisd-agent ends each cycle with two empty lines.
     assert!(text.ends_with("\n\n\n"), "{:?}", &text[text.len() - 10..]);
 }
@@ -164,6 +200,8 @@ fn diamond_publishes_the_scoreboard_counts_sizes_times_and_shares() {
         "{ticks} vs {}",
         snap.uptime_ticks()
     );
+    assert_eq!(d["virus.byname.Eicar-Signature.count"], "3");
+    assert_eq!(d["virus.byname.Eicar-Signature.percentage"], "75.0");
     // A counter whose base is still 0 shows `---` and Diamond skips it, as before.
     assert!(!d.contains_key("CacheHits.count"));
 }
@@ -212,6 +250,7 @@ fn json_carries_the_same_numbers_per_sample() {
         assert_eq!(doc["counters"]["ContentSpamMsgs"]["of"], "InMsgs");
         assert_eq!(doc["counters"]["TimeElapsedTotal"]["seconds_per_msg"], 0.2);
         assert_eq!(doc["text"]["sysName"], "mx.test.example");
+        assert_eq!(doc["viruses"]["Eicar-Signature"], 3);
         assert_eq!(doc["running"], true);
     }
 }

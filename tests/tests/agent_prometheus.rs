@@ -66,6 +66,9 @@ fn openmetrics_output_passes_the_strict_parser_and_matches_the_scoreboard() {
     f.deliver(1, 5, 40);
     f.slots[2].bump(Counter::ContentVirusMsgs, 2);
     f.busy(3, "qJ1nS-Ab3cdE", agent_mib::WorkerState::Spam);
+    f.board.count_virus("Eicar-Signature");
+    f.board.count_virus("Eicar-Signature");
+    f.board.count_virus("Odd \"quoted\" name");
     let text = stdout_ok(
         "avis-agent",
         &["--scoreboard", f.path.to_str().unwrap(), "--prometheus"],
@@ -80,6 +83,9 @@ fn openmetrics_output_passes_the_strict_parser_and_matches_the_scoreboard() {
         snap.counter(Counter::InMsgs) as f64
     );
     assert_eq!(sample(&samples, "avis_content_virus_msgs_total", &[]), 2.0);
+    let by_name = |name: &str| sample(&samples, "avis_virus_by_name_total", &[("name", name)]);
+    assert_eq!(by_name("Eicar-Signature"), 2.0);
+    assert_eq!(by_name("Odd \"quoted\" name"), 1.0, "label values are escaped");
     assert_eq!(sample(&samples, "avis_time_elapsed_total_seconds_total", &[]), 2.3); // 7×0.3 + 5×0.04
     assert_eq!(sample(&samples, "avis_ledger_received_total", &[]), 13.0);
     assert_eq!(sample(&samples, "avis_ledger_in_flight", &[]), 1.0);
@@ -125,7 +131,11 @@ fn openmetrics_output_passes_the_strict_parser_and_matches_the_scoreboard() {
         assert_eq!(*sample(&samples, &name, &[]), want, "{name}");
         checked += 1;
     }
-    assert_eq!(samples.iter().filter(|s| s[1] == "counter").count(), checked);
+    let by_name_samples = samples.iter().filter(|s| s[0] == "avis_virus_by_name").count();
+    assert_eq!(
+        samples.iter().filter(|s| s[1] == "counter").count(),
+        checked + by_name_samples
+    );
 }
 
 /// The naming rule: `InMsgsStatusRelayedUntagged` → `in_msgs_status_relayed_untagged`,

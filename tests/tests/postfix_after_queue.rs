@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use agent_mib::{Counter, LedgerKey};
-use tests::postfix::{Kind, Topology};
+use tests::fakescan;
+use tests::mta::send;
+use tests::postfix::{Kind, Topology, samples};
 use tests::wait_for;
 
 #[test]
@@ -90,5 +92,64 @@ fn a_mixed_load_through_postfix_and_avisd_is_delivered_bounced_or_refused_and_ev
     assert_eq!(snap.counter(Counter::LedgerRejected), 0);
     assert_eq!(snap.counter(Counter::LedgerTempFailed), 0);
     assert_eq!(snap.ledger(LedgerKey::InFlight), 0);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+}
+
+#[test]
+fn viruses_and_banned_files_are_discarded_spam_is_tagged_and_clean_mail_delivered_and_each_is_counted_once() {
+    // amavisd's default destinies: virus and banned discarded, spam passed with its tags.
+    let checks = samples::checks(fakescan::clamd(), fakescan::spamd(), "");
+    let t = Topology::start(Kind::AfterQueue, "pf-aq-checks", 4, &checks);
+    let clean = t.smtp_source(4, 50, 2048, "clean@example.org", "rcpt@example.com");
+    assert!(clean.status.success(), "{clean:?}");
+    for i in 0..3 {
+        for body in [
+            samples::virus(&format!("virus-{i}")),
+            samples::spam(&format!("spam-{i}")),
+            samples::banned(&format!("banned-{i}")),
+        ] {
+            let r = send(t.front_port, false, "sender@example.org", &["user@example.com"], &body).unwrap();
+            assert!(r.final_replies[0].starts_with("250 "), "Postfix queued it: {r:?}");
+        }
+    }
+    t.settle(Duration::from_secs(60));
+
+    let sink = t.sink_count();
+    let received = t.sink.received();
+    let arrived = |prefix: &str| {
+        received
+            .iter()
+            .filter(|m| tests::postfix::message_id(&m.data).is_some_and(|id| id.starts_with(&format!("<{prefix}"))))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sink.distinct, 50 + 3, "the clean messages and the spam: {sink:?}");
+    assert_eq!((sink.duplicates, sink.dsns), (0, 0), "discarded means no DSN");
+    assert!(arrived("virus-").is_empty() && arrived("banned-").is_empty());
+    assert_eq!(arrived("spam-").len(), 3);
+    assert!(arrived("spam-").iter().all(|m| m.data.contains("X-Spam-Flag: YES\r\n")));
+
+    let log = t.postfix.tally();
+    assert_eq!(
+        log.count(t.ports.avisd, "sent"),
+        59,
+        "Postfix handed every message to avisd"
+    );
+    assert_eq!(
+        t.postfix
+            .log_text()
+            .matches("status=sent (250 2.7.0 Ok, discarded")
+            .count(),
+        6,
+        "and heard avisd discard six"
+    );
+    assert_eq!(log.count(t.sink.port, "sent"), 53);
+
+    let snap = t.avisd().snapshot();
+    assert_eq!(snap.counter(Counter::ContentVirusMsgs), 3);
+    assert_eq!(snap.counter(Counter::ContentBannedMsgs), 3);
+    assert_eq!(snap.counter(Counter::ContentSpamMsgs), 3);
+    assert_eq!(snap.counter(Counter::LedgerReceived), 59);
+    assert_eq!(snap.counter(Counter::LedgerDiscarded), 6);
+    assert_eq!(snap.counter(Counter::LedgerRelayed), 53);
     assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
 }

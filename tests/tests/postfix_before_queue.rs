@@ -7,8 +7,9 @@
 use std::time::{Duration, Instant};
 
 use agent_mib::{Counter, LedgerKey};
+use tests::fakescan;
 use tests::mta::send;
-use tests::postfix::{Kind, Topology};
+use tests::postfix::{Kind, Topology, samples};
 use tests::wait_for;
 
 #[test]
@@ -156,7 +157,6 @@ fn a_recipient_the_reinjection_listener_refuses_is_refused_to_the_client_with_th
             map.display()
         ),
     );
-    std::thread::sleep(Duration::from_secs(2));
     let r = send(
         t.front_port,
         false,
@@ -298,5 +298,67 @@ fn avisd_killed_under_before_queue_load_loses_nothing_the_clients_retry_and_dupl
         "the messages, their duplicates, and Postfix's notices of the proxy failures"
     );
     assert_eq!(snap.counter(Counter::LedgerRelayed), 160);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+}
+
+#[test]
+fn virus_spam_and_banned_mail_are_refused_with_554_during_the_clients_session_and_only_clean_mail_is_queued() {
+    // The policy amavisd administrators set for a before-queue filter: refuse, don't bounce.
+    let checks = samples::checks(
+        fakescan::clamd(),
+        fakescan::spamd(),
+        "final_virus_destiny = \"reject\"\nfinal_banned_destiny = \"reject\"\nfinal_spam_destiny = \"reject\"",
+    );
+    let t = Topology::start(Kind::BeforeQueue, "pf-bq-checks", 2, &checks);
+    let deliver = |body: &str| {
+        send(t.front_port, false, "sender@example.org", &["user@example.com"], body)
+            .expect("an SMTP session")
+            .final_replies[0]
+            .clone()
+    };
+    let clean = deliver(&samples::message("clean", "hello", "ham"));
+    let virus = deliver(&samples::virus("virus"));
+    let spam = deliver(&samples::spam("spam"));
+    let banned = deliver(&samples::banned("banned"));
+    println!("before-queue, the client saw:\n  {clean}\n  {virus}\n  {spam}\n  {banned}");
+    assert!(clean.starts_with("250 2.0.0 from MTA("), "{clean}");
+    for (what, reply, reason) in [
+        ("virus", &virus, "INFECTED: Fake.Virus"),
+        ("spam", &spam, "spam"),
+        ("banned", &banned, "BANNED"),
+    ] {
+        assert!(
+            reply.starts_with("554 5.7.0 Reject, id=") && reply.contains(reason),
+            "the client saw amavisd's 554 for the {what} in its session: {reply}"
+        );
+    }
+    t.settle(Duration::from_secs(30));
+
+    let sink = t.sink_count();
+    assert_eq!(
+        (sink.distinct, sink.dsns),
+        (1, 0),
+        "only the clean message, no bounce: {sink:?}"
+    );
+    assert!(t.postfix.queue().is_empty(), "nothing queued");
+    let log = t.postfix.tally();
+    assert_eq!((log.proxy_accept, log.proxy_reject), (1, 3), "{log:?}");
+    assert_eq!(log.total("sent"), 1);
+
+    let snap = t.avisd().snapshot();
+    assert_eq!(snap.counter(Counter::ContentVirusMsgs), 1);
+    assert_eq!(snap.counter(Counter::ContentSpamMsgs), 1);
+    assert_eq!(snap.counter(Counter::ContentBannedMsgs), 1);
+    assert_eq!(snap.counter(Counter::LedgerReceived), 4);
+    assert_eq!(
+        snap.counter(Counter::LedgerRejected),
+        3,
+        "as many as Postfix's proxy-reject lines"
+    );
+    assert_eq!(
+        snap.counter(Counter::LedgerRelayed),
+        1,
+        "as many as Postfix's proxy-accept lines"
+    );
     assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
 }

@@ -1,8 +1,9 @@
 //! The scanner clients of avisd against the real daemons from Debian: a private clamd
 //! (foreground, loopback TCP and a Unix socket in a temp dir, a signature database written
 //! by the test, so no freshclam and no network) and a private spamd (foreground, loopback,
-//! local rules only). EICAR and GTUBE are assembled from pieces here so that no file of the
-//! repository carries them whole. rspamd is tested against a fake only (filter/tests).
+//! local rules only) and a private rspamd (foreground, one normal worker on loopback, the
+//! packaged configuration with state, run and log directories in a temp dir). EICAR and
+//! GTUBE are assembled from pieces here so that no file of the repository carries them whole.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::TcpStream;
@@ -12,20 +13,31 @@ use std::time::Duration;
 
 use filter::receive::spool::{Spool, SpoolConfig};
 // The one line to change when the clients move under `filter::check`.
-use filter::scanners as sc;
+use filter::check as sc;
 use sc::clamd::{ClamdConfig, ScannerRole, VirusVerdict};
 use sc::endpoint::{Endpoint, ScanError};
+use sc::rspamd::RspamdConfig;
 use sc::spamd::SpamdConfig;
 use tests::{Proc, TempDir, free_tcp_port, require_tool, wait_for};
 
 /// The EICAR anti-virus test string (68 bytes).
 fn eicar() -> String {
-    ["X5O!P%@AP[4\\PZX54(P^)7CC)7}$", "EICAR-STANDARD-ANTIVIRUS", "-TEST-FILE!$H+H*"].concat()
+    [
+        "X5O!P%@AP[4\\PZX54(P^)7CC)7}$",
+        "EICAR-STANDARD-ANTIVIRUS",
+        "-TEST-FILE!$H+H*",
+    ]
+    .concat()
 }
 
 /// The GTUBE anti-spam test string.
 fn gtube() -> String {
-    ["XJS*C4JDBQADN1.NSBN3*2IDNEN*", "GTUBE-STANDARD-ANTI-UBE", "-TEST-EMAIL*C.34X"].concat()
+    [
+        "XJS*C4JDBQADN1.NSBN3*2IDNEN*",
+        "GTUBE-STANDARD-ANTI-UBE",
+        "-TEST-EMAIL*C.34X",
+    ]
+    .concat()
 }
 
 fn message(subject: &str, body: &str) -> Vec<u8> {
@@ -121,7 +133,9 @@ fn start_clamd() -> Clamd {
             .stderr(out),
     );
     wait_listening(&mut proc, port, &dir.join("clamd.out"), Duration::from_secs(60));
-    wait_for("clamd's Unix socket", Duration::from_secs(10), || socket.exists().then_some(()));
+    wait_for("clamd's Unix socket", Duration::from_secs(10), || {
+        socket.exists().then_some(())
+    });
     Clamd {
         proc,
         tcp: Endpoint::Tcp("127.0.0.1".into(), port),
@@ -150,7 +164,7 @@ fn scan(cfg: &ClamdConfig, msg: &Spool) -> (Result<VirusVerdict, ScanError>, Vec
 
 #[test]
 fn real_clamd_finds_the_test_signature_in_a_mail_and_passes_a_clean_one() {
-    let clamd = start_clamd();
+    let mut clamd = start_clamd();
     let infected = message("test", &format!("Please scan this:\r\n{}", eicar()));
     let clean = message("lunch", "See you at noon.");
     for ep in [&clamd.tcp, &clamd.unix] {
@@ -159,7 +173,10 @@ fn real_clamd_finds_the_test_signature_in_a_mail_and_passes_a_clean_one() {
         match verdict {
             // clamd marks names from databases that are not ClamAV's own ".UNOFFICIAL".
             Ok(VirusVerdict::Infected(names)) => {
-                assert!(names.iter().any(|n| n.starts_with("Avis-Test-Eicar")), "{ep}: {names:?}")
+                assert!(
+                    names.iter().any(|n| n.starts_with("Avis-Test-Eicar")),
+                    "{ep}: {names:?}"
+                )
             }
             other => panic!("{ep}: expected the test signature, got {other:?}"),
         }
@@ -167,7 +184,7 @@ fn real_clamd_finds_the_test_signature_in_a_mail_and_passes_a_clean_one() {
         let (verdict, _) = scan(&cfg, &spool(clamd.dir.path(), &clean, 1 << 20));
         assert_eq!(verdict.unwrap(), VirusVerdict::Clean, "{ep}");
     }
-    assert!(!clamd.proc.child.id() == 0 || true);
+    assert!(!clamd.proc.exited(), "clamd died");
 }
 
 #[test]
@@ -208,17 +225,24 @@ fn real_clamd_refuses_a_stream_over_its_limit_as_too_large_and_scans_a_big_one_u
 /// (a SIGKILL would leave them serving the port).
 struct Spamd {
     proc: Proc,
-    endpoint: Endpoint,
+    tcp: Endpoint,
+    unix: Endpoint,
     dir: TempDir,
 }
 
 impl Drop for Spamd {
     fn drop(&mut self) {
-        self.proc.signal("TERM");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !self.proc.exited() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(&mut self.proc);
+    }
+}
+
+/// Stops a preforking daemon by its PID with SIGTERM and waits for it (its own handler
+/// stops its workers); `Proc`'s drop then only reaps it, or kills it if it hung.
+fn terminate(proc: &mut Proc) {
+    proc.signal("TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !proc.exited() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -243,13 +267,21 @@ fn start_spamd() -> Spamd {
     std::fs::write(site.join("local.cf"), "use_bayes 0\nbayes_auto_learn 0\n").unwrap();
     let port = free_tcp_port();
     let log = dir.join("spamd.log");
+    let socket = dir.join("spamd.sock");
     let out = std::fs::File::create(&log).unwrap();
     let mut proc = Proc::spawn(
         "spamd",
         Command::new(spamd)
-            .args(["--local", "--nouser-config", "--syslog=stderr", "--max-children=1", "--min-children=1"])
+            .args([
+                "--local",
+                "--nouser-config",
+                "--syslog=stderr",
+                "--max-children=1",
+                "--min-children=1",
+            ])
             .args(["--max-spare=1", "--allowed-ips=127.0.0.1"])
             .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--listen={}", socket.display()))
             .arg(format!("--pidfile={}", dir.join("spamd.pid").display()))
             .arg(format!("--siteconfigpath={}", site.display()))
             .arg(format!("--helper-home-dir={}", dir.path().display()))
@@ -258,7 +290,98 @@ fn start_spamd() -> Spamd {
             .stderr(out),
     );
     wait_listening(&mut proc, port, &log, Duration::from_secs(120));
+    wait_for("spamd's Unix socket", Duration::from_secs(10), || {
+        socket.exists().then_some(())
+    });
     Spamd {
+        proc,
+        tcp: Endpoint::Tcp("127.0.0.1".into(), port),
+        unix: Endpoint::Unix(socket),
+        dir,
+    }
+}
+
+#[test]
+fn real_spamd_scores_gtube_as_spam_and_a_plain_message_as_ham() {
+    let mut spamd = start_spamd();
+    let spam = message("test", &format!("This is the GTUBE:\r\n{}", gtube()));
+    let ham = message("lunch", "See you at noon at the usual place.");
+    for ep in [&spamd.tcp, &spamd.unix] {
+        let cfg = SpamdConfig {
+            endpoint: ep.clone(),
+            timeout: Duration::from_secs(60),
+            max_size: 500 * 1024,
+            user: Some("avis-test".into()),
+        };
+        let v = block_on(sc::spamd::check(&cfg, &spool(spamd.dir.path(), &spam, 1 << 20))).unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(spamd.dir.join("spamd.log")).unwrap_or_default();
+            panic!("{ep}: {e}\n{log}")
+        });
+        assert!(v.is_spam, "{ep}: {v:?}");
+        assert!(v.score >= 1000.0, "{ep}: {v:?}");
+        assert!(v.tests.iter().any(|t| t == "GTUBE"), "{ep}: {v:?}");
+        assert!(v.required > 0.0 && v.required < 1000.0, "{ep}: {v:?}");
+
+        let v = block_on(sc::spamd::check(&cfg, &spool(spamd.dir.path(), &ham, 16))).unwrap();
+        assert!(!v.is_spam, "{ep}: {v:?}");
+        assert!(v.score < v.required, "{ep}: {v:?}");
+        assert!(!v.tests.iter().any(|t| t == "GTUBE"), "{ep}: {v:?}");
+    }
+    assert!(!spamd.proc.exited(), "spamd died");
+}
+
+// ---------------------------------------------------------------- rspamd
+
+/// A private rspamd: the packaged configuration (`/etc/rspamd`) with one normal worker on
+/// a loopback port, and its state, run and log directories in a temp dir. Stopped with
+/// SIGTERM so the main process takes its workers down.
+struct Rspamd {
+    proc: Proc,
+    endpoint: Endpoint,
+    dir: TempDir,
+}
+
+impl Drop for Rspamd {
+    fn drop(&mut self) {
+        terminate(&mut self.proc);
+    }
+}
+
+fn start_rspamd() -> Rspamd {
+    let rspamd = require_tool("rspamd");
+    let dir = TempDir::new("rspamd");
+    for sub in ["local", "db", "run", "log"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let port = free_tcp_port();
+    // Only the normal worker (no controller, proxy or fuzzy), on our port.
+    let conf = format!(
+        ".include \"$CONFDIR/common.conf\"\noptions {{\n  pidfile = \"$RUNDIR/rspamd.pid\";\n  .include \"$CONFDIR/options.inc\"\n}}\nlogging {{\n  type = \"file\";\n  filename = \"$LOGDIR/rspamd.log\";\n  level = \"info\";\n}}\nworker \"normal\" {{\n  bind_socket = \"127.0.0.1:{port}\";\n  .include \"$CONFDIR/worker-normal.inc\"\n  count = 1;\n}}\n"
+    );
+    let conf_path = dir.join("rspamd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let out_path = dir.join("rspamd.out");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let var = |name: &str, sub: &str| format!("--var={name}={}", dir.join(sub).display());
+    let mut proc = Proc::spawn(
+        "rspamd",
+        Command::new(rspamd)
+            // -i: allow running the workers as root (CI runs as root; harmless otherwise).
+            .args(["--no-fork", "--insecure", "--config"])
+            .arg(&conf_path)
+            .arg("--var=CONFDIR=/etc/rspamd")
+            .args([
+                var("LOCAL_CONFDIR", "local"),
+                var("DBDIR", "db"),
+                var("RUNDIR", "run"),
+                var("LOGDIR", "log"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+    );
+    wait_listening(&mut proc, port, &out_path, Duration::from_secs(180));
+    Rspamd {
         proc,
         endpoint: Endpoint::Tcp("127.0.0.1".into(), port),
         dir,
@@ -266,25 +389,42 @@ fn start_spamd() -> Spamd {
 }
 
 #[test]
-fn real_spamd_scores_gtube_as_spam_and_a_plain_message_as_ham() {
-    let spamd = start_spamd();
-    let cfg = SpamdConfig {
-        endpoint: spamd.endpoint.clone(),
+fn real_rspamd_rejects_gtube_and_sees_the_envelope_of_a_plain_message() {
+    let mut rspamd = start_rspamd();
+    let cfg = RspamdConfig {
+        endpoint: rspamd.endpoint.clone(),
         timeout: Duration::from_secs(60),
-        max_size: 500 * 1024,
-        user: Some("avis-test".into()),
+        max_size: 1 << 20,
+    };
+    let rcpts = ["bob@example.org".to_string(), "carol@example.org".to_string()];
+    let check = |msg: &[u8], from: &str| {
+        block_on(sc::rspamd::check(
+            &cfg,
+            &spool(rspamd.dir.path(), msg, 1 << 20),
+            from,
+            &rcpts,
+            Some("127.0.0.1"),
+        ))
+        .unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(rspamd.dir.join("log/rspamd.log")).unwrap_or_default();
+            panic!("{e}\n{log}")
+        })
     };
     let spam = message("test", &format!("This is the GTUBE:\r\n{}", gtube()));
-    let v = block_on(sc::spamd::check(&cfg, &spool(spamd.dir.path(), &spam, 1 << 20)))
-        .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(spamd.dir.join("spamd.log")).unwrap_or_default()));
+    let v = check(&spam, "ann@example.com");
     assert!(v.is_spam, "{v:?}");
-    assert!(v.score >= 1000.0, "{v:?}");
+    assert_eq!(v.action.as_deref(), Some("reject"), "{v:?}");
     assert!(v.tests.iter().any(|t| t == "GTUBE"), "{v:?}");
-    assert!(v.required > 0.0 && v.required < 1000.0, "{v:?}");
 
+    // An envelope sender unlike the From field, and the To field among the recipients:
+    // rspamd's symbols show that the envelope arrived as request headers.
     let ham = message("lunch", "See you at noon at the usual place.");
-    let v = block_on(sc::spamd::check(&cfg, &spool(spamd.dir.path(), &ham, 16))).unwrap();
+    let v = check(&ham, "bounces@lists.example.net");
     assert!(!v.is_spam, "{v:?}");
+    assert_eq!(v.action.as_deref(), Some("no action"), "{v:?}");
     assert!(v.score < v.required, "{v:?}");
-    assert!(!v.tests.iter().any(|t| t == "GTUBE"), "{v:?}");
+    for symbol in ["FROM_NEQ_ENVFROM", "TO_MATCH_ENVRCPT_ALL"] {
+        assert!(v.tests.iter().any(|t| t == symbol), "{symbol} missing: {v:?}");
+    }
+    assert!(!rspamd.proc.exited(), "rspamd died");
 }

@@ -171,3 +171,49 @@ fn the_subagent_registers_over_a_unix_socket_like_the_debian_default() {
         },
     );
 }
+
+#[test]
+fn a_subagent_started_before_snmpd_registers_once_the_master_comes_up() {
+    let dir = TempDir::new("agentx-late-master");
+    let board = open_board(&dir.join("scoreboard"));
+    known_load(&board, 8);
+    let (udp, tcp) = free_ports();
+    let agentx = format!("tcp:127.0.0.1:{tcp}");
+    let _agent = start_agent(
+        &dir,
+        &dir.join("scoreboard"),
+        &["--agentx", &agentx, "--agentx-ping", "2"],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        agent_log(&dir).contains("cannot reach the AgentX master"),
+        "{}",
+        agent_log(&dir)
+    );
+    let snmpd = Snmpd::start(&dir, udp, tcp);
+    let addr = snmpd.addr.clone();
+    wait_for(
+        "the subagent to register with the late master",
+        Duration::from_secs(4),
+        || {
+            let out = snmp(
+                "snmpget",
+                &[
+                    "-v2c",
+                    "-c",
+                    "public",
+                    "-t",
+                    "0.3",
+                    "-r",
+                    "0",
+                    &addr,
+                    "AMAVIS-MIB::inMsgs.0",
+                ],
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .contains("Counter32: 8")
+                .then_some(())
+        },
+    );
+    assert!(agent_log(&dir).contains("registered with the AgentX master"));
+}

@@ -49,14 +49,15 @@ pub enum ScannerRole {
 }
 
 /// The health callback: which list the server came from, whether it answered, how long
-/// it took. `Sync` so that the scan future stays `Send`.
-pub type Health = dyn Fn(ScannerRole, Result<(), &ScanError>, Duration) + Sync;
+/// it took. `Sync` so that the scan future stays `Send`; `'a` so that it may borrow the
+/// caller's state (a `dyn` alias would otherwise demand `'static`).
+pub type Health<'a> = dyn Fn(ScannerRole, Result<(), &ScanError>, Duration) + Sync + 'a;
 
 /// Scans the message: each primary endpoint in turn, then each backup, until one gives a
 /// verdict. `health` is called once per server asked, with its role, whether it answered,
 /// and how long it took. When all fail, the last failure is returned (an unreadable spool
 /// stops at once: another server cannot help).
-pub async fn scan(cfg: &ClamdConfig, spool: &Spool, health: &Health) -> Result<VirusVerdict, ScanError> {
+pub async fn scan(cfg: &ClamdConfig, spool: &Spool, health: &Health<'_>) -> Result<VirusVerdict, ScanError> {
     let mut last = None;
     let lists = [(ScannerRole::Primary, &cfg.primary), (ScannerRole::Backup, &cfg.backup)];
     for (role, list) in lists {

@@ -16,8 +16,8 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::receive::spool::{Spool, SpoolReader};
 
 /// How much of a spooled message is read and sent at a time: large enough that a big
-/// message costs few system calls and few clamd chunk headers, small enough to stay
-/// well below clamd's default StreamMaxLength and any socket buffer limits.
+/// message costs few system calls and few clamd chunk headers, small enough that neither
+/// side needs a large buffer (clamd reads each chunk whole before scanning on).
 pub const CHUNK: usize = 256 * 1024;
 
 /// Where a scanner listens.
@@ -406,6 +406,17 @@ async fn fill(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_endpoint_string_parses_or_is_refused_without_panic(s in "(tcp:|unix:)?\\[?[ -~]{0,30}") {
+            if let Ok(ep) = Endpoint::parse(&s) {
+                // What parses displays as something that parses to the same endpoint.
+                prop_assert_eq!(Endpoint::parse(&ep.to_string()), Ok(ep));
+            }
+        }
+    }
 
     #[test]
     fn endpoints_parse_in_every_documented_form() {

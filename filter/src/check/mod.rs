@@ -1,11 +1,17 @@
 //! check: one module per check, each producing a typed outcome; the pipeline runs them
 //! and `decide` turns their outcomes into per-recipient verdicts. A failed or slow
 //! external scanner yields an *unchecked* outcome (or a tempfail, by policy), never a
-//! panic.
+//! panic. The clients of the external scanners (clamd for viruses; spamd and rspamd for
+//! spam) share endpoint parsing, time-bounded connections and chunked streaming
+//! (`endpoint`); what a failure means for the message is the pipeline's policy.
 
 pub mod banned;
+pub mod clamd;
+pub mod endpoint;
 pub mod headers;
+pub mod rspamd;
 pub mod run;
+pub mod spamd;
 
 use banned::BannedHit;
 use headers::HeaderProblem;

@@ -13,7 +13,8 @@ use crate::decide::RecipientPolicy;
 use crate::decode::{self, Decoded};
 use crate::message::Envelope;
 use crate::receive::spool::Spool;
-use crate::scanners::{clamd, endpoint::Endpoint, spamd};
+use super::endpoint::{Endpoint, ScanError};
+use super::{clamd, rspamd, spamd};
 
 /// A check stage that failed in a way that must tempfail the message.
 #[derive(Debug, thiserror::Error)]
@@ -162,30 +163,19 @@ async fn virus_scan(policy: &Policy, slot: &WorkerSlot, spool: &Spool) -> VirusO
         timeout: s.timeout,
         scan_timeout: s.timeout,
     };
-    // The health callback must be 'static: it records, and the slot is told afterwards.
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<(Scanner, ScanResult, Duration)>>> = Default::default();
-    let sink = std::sync::Arc::clone(&seen);
-    let health =
-        move |role: clamd::ScannerRole, result: Result<(), &crate::scanners::endpoint::ScanError>, took: Duration| {
-            let scanner = match role {
-                clamd::ScannerRole::Primary => Scanner::Clamd,
-                clamd::ScannerRole::Backup => Scanner::ClamdBackup,
-            };
-            let r = match result {
-                Ok(()) => ScanResult::Ok,
-                Err(e) if e.is_timeout() => ScanResult::Timeout,
-                Err(_) => ScanResult::Error,
-            };
-            if let Ok(mut v) = sink.lock() {
-                v.push((scanner, r, took));
-            }
+    let health = |role: clamd::ScannerRole, result: Result<(), &ScanError>, took: Duration| {
+        let scanner = match role {
+            clamd::ScannerRole::Primary => Scanner::Clamd,
+            clamd::ScannerRole::Backup => Scanner::ClamdBackup,
         };
+        let r = match result {
+            Ok(()) => ScanResult::Ok,
+            Err(e) if e.is_timeout() => ScanResult::Timeout,
+            Err(_) => ScanResult::Error,
+        };
+        slot.scanner(scanner, r, took);
+    };
     let verdict = clamd::scan(&cfg, spool, &health).await;
-    if let Ok(v) = seen.lock() {
-        for (scanner, r, took) in v.iter() {
-            slot.scanner(*scanner, *r, *took);
-        }
-    }
     match verdict {
         Ok(clamd::VirusVerdict::Clean) => VirusOutcome::Clean,
         Ok(clamd::VirusVerdict::Infected(names)) => VirusOutcome::Infected(names),
@@ -196,8 +186,7 @@ async fn virus_scan(policy: &Policy, slot: &WorkerSlot, spool: &Spool) -> VirusO
     }
 }
 
-async fn spam_scan(policy: &Policy, slot: &WorkerSlot, _envelope: &Envelope, spool: &Spool) -> SpamOutcome {
-    // rspamd wants the envelope; it is wired when its client lands.
+async fn spam_scan(policy: &Policy, slot: &WorkerSlot, envelope: &Envelope, spool: &Spool) -> SpamOutcome {
     let s = &policy.checks.scanners;
     let started = Instant::now();
     let (scanner, result) = if let Some(ep) = s.spamd.as_deref().and_then(|e| Endpoint::parse(e).ok()) {
@@ -208,6 +197,11 @@ async fn spam_scan(policy: &Policy, slot: &WorkerSlot, _envelope: &Envelope, spo
             user: None,
         };
         (Scanner::Spamd, spamd::check(&cfg, spool).await)
+    } else if let Some(ep) = s.rspamd.as_deref().and_then(|e| Endpoint::parse(e).ok()) {
+        let cfg = rspamd::RspamdConfig { endpoint: ep, timeout: s.timeout, max_size: s.spam_max_size };
+        let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.address.clone()).collect();
+        let client = envelope.xforward.addr.as_deref();
+        (Scanner::Rspamd, rspamd::check(&cfg, spool, &envelope.mail_from, &rcpts, client).await)
     } else {
         return SpamOutcome::NotScanned;
     };

@@ -54,9 +54,11 @@ pub fn render(app: &App, frame: &mut Frame) {
     ])
     .areas(frame.area());
     frame.render_widget(title_line(app), title);
-    match &app.snapshot {
-        Some(snap) if app.status == Status::Running => worker_table(app, snap, frame, workers),
-        _ => not_running(app, frame, workers),
+    match (&app.status, &app.snapshot) {
+        (Status::Running, Some(snap)) => worker_table(app, snap, frame, workers),
+        (Status::Running, None) | (Status::Starting | Status::Stopped | Status::Missing | Status::Unreadable(_), _) => {
+            not_running(app, frame, workers);
+        }
     }
     if let Some(snap) = &app.snapshot {
         draw_panels(app, snap, frame, panels);
@@ -83,7 +85,11 @@ fn title_line(app: &App) -> Paragraph<'static> {
                 spans.push(Span::styled(format!(" {stuck} STUCK "), alarm(app.color)));
             }
         }
-        _ => spans.push(Span::styled(" filter not running ", alarm(app.color))),
+        (Status::Starting, _) => spans.push(Span::raw(" reading the scoreboard…")),
+        (Status::Unreadable(_), _) => spans.push(Span::styled(" scoreboard unreadable ", alarm(app.color))),
+        (Status::Running, None) | (Status::Stopped | Status::Missing, _) => {
+            spans.push(Span::styled(" filter not running ", alarm(app.color)));
+        }
     }
     Paragraph::new(Line::from(spans))
 }
