@@ -1,16 +1,19 @@
 //! Faults under load in the after-queue topology with a real Postfix: avisd killed with
-//! SIGKILL, avisd stopped for a while, the reinjection listener gone. Postfix keeps each
+//! SIGKILL, avisd stopped for a while, the reinjection listener gone, the virus scanner
+//! down. Postfix keeps each
 //! message queued until avisd has answered 2xx, so every message must reach the sink,
 //! counted by Message-ID; a message can arrive twice only when avisd died after the
 //! reinjection listener took it and before it answered Postfix, so duplicates stay
 //! within the transactions in flight at the kill, and each test prints how many.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::Duration;
 
 use agent_mib::{Counter, LedgerKey};
-use tests::postfix::{Kind, Topology};
-use tests::{Proc, wait_for};
+use tests::mta::send;
+use tests::postfix::{Kind, Topology, samples};
+use tests::{Proc, fakescan, free_tcp_port, wait_for};
 
 const LOAD: usize = 200;
 
@@ -158,5 +161,76 @@ fn with_the_reinjection_listener_down_avisd_tempfails_postfix_retries_and_everyt
         snap.counter(Counter::LedgerReceived),
         100 + snap.counter(Counter::LedgerTempFailed)
     );
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+}
+
+/// Listens on `port` and forwards each connection to `to` on 127.0.0.1: a scanner that
+/// comes back on the address avisd was configured with.
+fn bring_up_scanner(port: u16, to: u16) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the scanner's port");
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                continue;
+            };
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_in, mut c_out) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+                let _ = s_out.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_in, &mut c_out);
+                let _ = c_out.shutdown(Shutdown::Write);
+            });
+        }
+    });
+}
+
+#[test]
+fn with_the_virus_scanner_down_avisd_tempfails_nothing_passes_unchecked_and_everything_arrives_once_it_is_back() {
+    let clamd_port = free_tcp_port();
+    let checks = samples::checks(clamd_port, fakescan::spamd(), "");
+    let t = Topology::start(Kind::AfterQueue, "pf-scanner", 4, &checks);
+    let out = t.smtp_source(4, 30, 2048, "scan@example.org", "rcpt@example.com");
+    assert!(out.status.success(), "{out:?}");
+    send(
+        t.front_port,
+        false,
+        "sender@example.org",
+        &["user@example.com"],
+        &samples::virus("virus-while-down"),
+    )
+    .unwrap();
+    wait_for("avisd to tempfail all 31", Duration::from_secs(30), || {
+        (t.avisd().snapshot().counter(Counter::LedgerTempFailed) >= 31).then_some(())
+    });
+    assert_eq!(t.sink.received().len(), 0, "nothing passes unchecked");
+    assert_eq!(t.postfix.queue().len(), 31, "Postfix keeps every message queued");
+    assert!(t.postfix.log_text().contains("said: 451 4.5.0 Error in processing"));
+
+    bring_up_scanner(clamd_port, fakescan::clamd());
+    t.settle(Duration::from_secs(90));
+    let sink = t.sink_count();
+    let snap = t.avisd().snapshot();
+    println!(
+        "virus scanner down: {} attempts tempfailed; then {} delivered, {} duplicates",
+        snap.counter(Counter::LedgerTempFailed),
+        sink.distinct,
+        sink.duplicates
+    );
+    assert_eq!(
+        (sink.distinct, sink.duplicates, sink.dsns),
+        (30, 0, 0),
+        "the virus is not among them"
+    );
+    assert_eq!(t.postfix.tally().count(t.ports.avisd, "sent"), 31);
+    assert_eq!(snap.counter(Counter::LedgerRelayed), 30);
+    assert_eq!(
+        snap.counter(Counter::LedgerDiscarded),
+        1,
+        "the virus, once it could be scanned"
+    );
+    assert_eq!(snap.counter(Counter::ContentVirusMsgs), 1);
     assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
 }

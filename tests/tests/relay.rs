@@ -433,14 +433,21 @@ fn xforward_attributes_reach_a_back_end_that_offers_xforward() {
         line.clear();
         r.read_line(&mut line).unwrap();
     }
-    s.write_all(b"From: a@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\n\r\nx\r\n.\r\nQUIT\r\n").unwrap();
+    s.write_all(b"From: a@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\n\r\nx\r\n.\r\nQUIT\r\n")
+        .unwrap();
     line.clear();
     r.read_line(&mut line).unwrap();
     assert!(line.starts_with("250"), "{line}");
     let got = backend.received();
     let xf = got[0].xforward.join(" ");
-    assert!(xf.contains("ADDR=192.0.2.7") && xf.contains("IDENT=4ZxQ1") && xf.contains("NAME=client.example"), "{xf}");
-    assert!(got[0].data.contains("from client.example ([192.0.2.7])"), "the Received field names the original client");
+    assert!(
+        xf.contains("ADDR=192.0.2.7") && xf.contains("IDENT=4ZxQ1") && xf.contains("NAME=client.example"),
+        "{xf}"
+    );
+    assert!(
+        got[0].data.contains("from client.example ([192.0.2.7])"),
+        "the Received field names the original client"
+    );
     let e = &avisd.events()[0];
     assert_eq!(e["client_ip"], "192.0.2.7");
     assert_eq!(e["queue_id"], "4ZxQ1");
@@ -467,13 +474,15 @@ fn listeners_on_ipv6_and_unix_sockets_each_apply_their_policy_bank() {
     let u = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     let mut w = u.try_clone().unwrap();
     let mut r = BufReader::new(u);
-    w.write_all(b"LHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n").unwrap();
+    w.write_all(b"LHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+        .unwrap();
     let mut line = String::new();
     while !line.starts_with("354") {
         line.clear();
         r.read_line(&mut line).unwrap();
     }
-    w.write_all(b"From: a@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\n\r\nover a unix socket\r\n.\r\n").unwrap();
+    w.write_all(b"From: a@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\n\r\nover a unix socket\r\n.\r\n")
+        .unwrap();
     line.clear();
     r.read_line(&mut line).unwrap();
     assert!(line.starts_with("250"), "{line}");
@@ -491,9 +500,15 @@ fn sighup_reloads_the_policy_and_reopens_the_event_log() {
     let avisd = Avisd::start(dir.path(), &cfg, port);
     send(port, false, "a@example.org", &["b@example.com"], "x\r\n").unwrap();
     std::fs::rename(&avisd.events, dir.join("events.jsonl.1")).unwrap(); // logrotate
-    std::fs::write(&avisd.config, config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", second.port), 2, "")).unwrap();
+    std::fs::write(
+        &avisd.config,
+        config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", second.port), 2, ""),
+    )
+    .unwrap();
     avisd.proc.signal("HUP");
-    wait_for("the events file reopened", Duration::from_secs(10), || avisd.events.exists().then_some(()));
+    wait_for("the events file reopened", Duration::from_secs(10), || {
+        avisd.events.exists().then_some(())
+    });
     send(port, false, "a@example.org", &["b@example.com"], "x\r\n").unwrap();
     assert_eq!(first.received().len(), 1);
     assert_eq!(second.received().len(), 1, "the reloaded forward target is used");
@@ -502,5 +517,8 @@ fn sighup_reloads_the_policy_and_reopens_the_event_log() {
     avisd.proc.signal("HUP");
     std::thread::sleep(Duration::from_millis(500));
     let r = send(port, false, "a@example.org", &["b@example.com"], "x\r\n").unwrap();
-    assert!(r.final_replies[0].starts_with("250"), "a bad file keeps the running configuration");
+    assert!(
+        r.final_replies[0].starts_with("250"),
+        "a bad file keeps the running configuration"
+    );
 }

@@ -428,3 +428,76 @@ fn real_rspamd_rejects_gtube_and_sees_the_envelope_of_a_plain_message() {
     }
     assert!(!rspamd.proc.exited(), "rspamd died");
 }
+
+#[test]
+fn avisd_with_the_real_clamd_and_spamd_discards_a_virus_tags_spam_and_passes_the_rest() {
+    use tests::avisd::{Avisd, config_text};
+    use tests::mta::{Behaviour, FakeMta, send};
+    let clamd = start_clamd();
+    let spamd = start_spamd();
+    let backend = FakeMta::start(Behaviour::default());
+    let dir = TempDir::new("avisd-real-scanners");
+    let port = free_tcp_port();
+    let cfg = format!(
+        "{}\n[policy.default.checks]\nvirus_scanners = [\"{}\"]\nspamd = \"{}\"\nspam_subject_tag = \"***SPAM*** \"\n",
+        config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", backend.port), 2, ""),
+        clamd.tcp,
+        spamd.tcp
+    );
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    let as_text = |m: Vec<u8>| String::from_utf8(m).unwrap();
+    let r = send(
+        port,
+        false,
+        "sender@example.org",
+        &["user@example.com"],
+        &as_text(message("invoice", &eicar())),
+    )
+    .unwrap();
+    assert!(
+        r.final_replies[0].starts_with("250 2.7.0 Ok, discarded, id="),
+        "{:?}",
+        r.final_replies
+    );
+    assert!(
+        r.final_replies[0].contains("INFECTED: Avis-Test-Eicar"),
+        "{:?}",
+        r.final_replies
+    );
+    let r = send(
+        port,
+        false,
+        "sender@example.org",
+        &["user@example.com"],
+        &as_text(message("offer", &gtube())),
+    )
+    .unwrap();
+    assert!(
+        r.final_replies[0].starts_with("250 "),
+        "spam passes by default: {:?}",
+        r.final_replies
+    );
+    let r = send(
+        port,
+        false,
+        "sender@example.org",
+        &["user@example.com"],
+        &as_text(message("lunch", "See you at noon.")),
+    )
+    .unwrap();
+    assert!(r.final_replies[0].starts_with("250 "));
+    let got = backend.received();
+    assert_eq!(got.len(), 2, "the virus was not delivered");
+    assert!(
+        got[0].data.contains("X-Spam-Flag: YES") && got[0].data.contains("Subject: ***SPAM*** offer"),
+        "{}",
+        got[0].data
+    );
+    assert!(got[1].data.contains("X-Virus-Scanned: avis at avis.test") && !got[1].data.contains("X-Spam-Flag: YES"));
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(agent_mib::Counter::ContentVirusMsgs), 1);
+    assert_eq!(snap.counter(agent_mib::Counter::ContentSpamMsgs), 1);
+    assert_eq!(snap.counter(agent_mib::Counter::ScannerClamdRequests), 3);
+    assert_eq!(snap.counter(agent_mib::Counter::ScannerSpamdRequests), 3);
+    assert_eq!(snap.ledger(agent_mib::LedgerKey::Unaccounted), 0);
+}
