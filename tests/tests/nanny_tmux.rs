@@ -3,8 +3,8 @@
 //! appears, shows busy workers with their state letters, answers the help, sort and quit
 //! keys, and leaves the terminal as it found it (main screen, cooked mode, echo on).
 //!
-//! The scoreboard is driven by agent-mib's writer in this test, holding workers busy in
-//! several states (avisd cannot be driven with load yet).
+//! The first test drives the scoreboard with agent-mib's writer, to hold workers in
+//! states a relay cannot reach on demand; the second runs a real avisd under load.
 // Test helpers fail the test by panicking, like the tests themselves.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
@@ -195,4 +195,51 @@ fn nanny_in_tmux_shows_busy_workers_answers_keys_and_restores_the_terminal() {
     assert!(!after.contains("elapsed bar"), "TUI left on the main screen: {after}");
     drop(tmux);
     drop(f);
+}
+
+#[test]
+fn nanny_in_tmux_shows_avisd_workers_forwarding_under_load_and_quits_cleanly() {
+    use tests::avisd::{Avisd, config_text};
+    use tests::mta::{Behaviour, FakeMta, send};
+    let dir = TempDir::new("nanny-tmux-avisd");
+    let backend = FakeMta::start(Behaviour {
+        slow: Duration::from_secs(4),
+        ..Behaviour::default()
+    });
+    let port = tests::free_tcp_port();
+    let cfg = config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", backend.port), 4, "");
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    // Two messages held by a slow back end: two workers busy forwarding.
+    let clients: Vec<_> = (0..2)
+        .map(|i| {
+            std::thread::spawn(move || {
+                send(
+                    port,
+                    false,
+                    "a@example.org",
+                    &[&format!("slow-{i}@example.com")],
+                    "From: a@example.org\r\n\r\nx\r\n",
+                )
+            })
+        })
+        .collect();
+    let command = format!(
+        "{} --scoreboard {} -w 0.2; echo NANNY-EXIT=$?; exec cat",
+        bin("avis-nanny").display(),
+        avisd.scoreboard.display()
+    );
+    let tmux = Tmux::start(&dir.join("tmux.sock"), &command);
+    let screen = tmux.wait("avisd's workers forwarding", |s| {
+        s.matches(" F forwarding").count() == 2
+    });
+    assert!(screen.contains("busy 2 idle 2"), "{screen}");
+    tmux.keys("q");
+    let after = tmux.wait("avis-nanny to exit", |s| s.contains("NANNY-EXIT="));
+    assert!(after.contains("NANNY-EXIT=0"), "{after}");
+    for c in clients {
+        let r = c.join().unwrap().unwrap();
+        assert!(r.final_replies[0].starts_with("250"));
+    }
+    drop(tmux);
+    drop(avisd);
 }
