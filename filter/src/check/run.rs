@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use agent_mib::{Counter, ScanResult, Scanner, Stage, WorkerSlot, WorkerState};
 
+use super::endpoint::{Endpoint, ScanError};
 use super::{Outcomes, SpamOutcome, Unchecked, VirusOutcome, headers};
+use super::{clamd, rspamd, spamd};
 use crate::config::Policy;
 use crate::decide::RecipientPolicy;
 use crate::decode::{self, Decoded};
 use crate::message::Envelope;
 use crate::receive::spool::Spool;
-use super::endpoint::{Endpoint, ScanError};
-use super::{clamd, rspamd, spamd};
 
 /// A check stage that failed in a way that must tempfail the message.
 #[derive(Debug, thiserror::Error)]
@@ -198,10 +198,17 @@ async fn spam_scan(policy: &Policy, slot: &WorkerSlot, envelope: &Envelope, spoo
         };
         (Scanner::Spamd, spamd::check(&cfg, spool).await)
     } else if let Some(ep) = s.rspamd.as_deref().and_then(|e| Endpoint::parse(e).ok()) {
-        let cfg = rspamd::RspamdConfig { endpoint: ep, timeout: s.timeout, max_size: s.spam_max_size };
+        let cfg = rspamd::RspamdConfig {
+            endpoint: ep,
+            timeout: s.timeout,
+            max_size: s.spam_max_size,
+        };
         let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.address.clone()).collect();
         let client = envelope.xforward.addr.as_deref();
-        (Scanner::Rspamd, rspamd::check(&cfg, spool, &envelope.mail_from, &rcpts, client).await)
+        (
+            Scanner::Rspamd,
+            rspamd::check(&cfg, spool, &envelope.mail_from, &rcpts, client).await,
+        )
     } else {
         return SpamOutcome::NotScanned;
     };
