@@ -9,6 +9,7 @@ use agent_mib::ContentCategory;
 use crate::check::headers::{self, BadHeader};
 use crate::check::{Outcomes, SpamOutcome, Unchecked, VirusOutcome};
 use crate::message::Reply;
+use crate::replies::{self, Blocked};
 
 /// What happens to a recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,21 +304,13 @@ fn blocked_reply(cat: Ccat, destiny: Destiny, o: &Outcomes, log_id: &str) -> Rep
         (ContentCategory::MtaFailed, _) => (550, (5, 3, 5)),
         _ => (554, (5, 7, 0)),
     };
-    let why = reason(cat, o);
-    match destiny {
-        Destiny::Discard => Reply::new(
-            250,
-            (2, enhanced.1, enhanced.2),
-            format!("Ok, discarded, id={log_id} - {why}"),
-        ),
-        Destiny::Tempfail => Reply::new(
-            450,
-            (4, enhanced.1, enhanced.2),
-            format!("Temporary failure, id={log_id} - {why}"),
-        ),
-        Destiny::Bounce => Reply::new(code, enhanced, format!("Bounce, id={log_id} - {why}")),
-        Destiny::Reject | Destiny::Pass => Reply::new(code, enhanced, format!("Reject, id={log_id} - {why}")),
-    }
+    let how = match destiny {
+        Destiny::Discard => Blocked::Discard,
+        Destiny::Tempfail => Blocked::Tempfail,
+        Destiny::Bounce => Blocked::Bounce,
+        Destiny::Reject | Destiny::Pass => Blocked::Reject,
+    };
+    replies::blocked(how, code, enhanced, log_id, &reason(cat, o))
 }
 
 /// Decides for one recipient.
@@ -328,11 +321,7 @@ pub fn decide(o: &Outcomes, r: &RecipientPolicy, ctx: &Context<'_>) -> Verdict {
             ccats: vec![(ContentCategory::Unchecked, 0), (ContentCategory::Clean, 0)],
             blocking: Some((ContentCategory::Unchecked, 0)),
             destiny: Destiny::Tempfail,
-            reply: Some(Reply::new(
-                451,
-                (4, 5, 0),
-                format!("Error in processing, id={}, virus_scan FAILED: AV: {why}", ctx.log_id),
-            )),
+            reply: Some(replies::virus_scanners_failed(ctx.log_id, why)),
             add_headers: Vec::new(),
             subject_tag: None,
             extension: None,

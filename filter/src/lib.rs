@@ -15,3 +15,4 @@ pub mod mime;
 pub mod pipeline;
 pub mod receive;
 pub mod record;
+pub mod replies;

@@ -45,7 +45,7 @@ fn expand(argv: &[String], sender: &str, rcpts: &[&str]) -> Vec<String> {
 async fn run(argv: &[String], sender: &str, rcpts: &[&str], msg: &Outgoing<'_>, timeout: Duration) -> Reply {
     let args = expand(argv, sender, rcpts);
     let Some((prog, rest)) = args.split_first() else {
-        return Reply::new(451, (4, 3, 5), "pipe: no program configured");
+        return crate::replies::pipe_failed("no program configured");
     };
     let child = tokio::process::Command::new(prog)
         .args(rest)
@@ -56,7 +56,7 @@ async fn run(argv: &[String], sender: &str, rcpts: &[&str], msg: &Outgoing<'_>, 
         .spawn();
     let mut child = match child {
         Ok(c) => c,
-        Err(e) => return Reply::new(451, (4, 3, 0), format!("pipe: cannot run {prog}: {e}")),
+        Err(e) => return crate::replies::pipe_failed(&format!("cannot run {prog}: {e}")),
     };
     let stdin = child.stdin.take();
     let feed = async move {
@@ -80,21 +80,15 @@ async fn run(argv: &[String], sender: &str, rcpts: &[&str], msg: &Outgoing<'_>, 
     })
     .await;
     match result {
-        Err(_) => Reply::new(451, (4, 4, 7), format!("pipe: {prog} timed out")),
-        Ok((_, Err(e))) => Reply::new(451, (4, 3, 0), format!("pipe: waiting for {prog}: {e}")),
+        Err(_) => crate::replies::pipe_failed(&format!("{prog} timed out")),
+        Ok((_, Err(e))) => crate::replies::pipe_failed(&format!("waiting for {prog}: {e}")),
         Ok((_, Ok(status))) => exit_reply(prog, status.code()),
     }
 }
 
 /// sysexits.h codes to replies.
 pub fn exit_reply(prog: &str, code: Option<i32>) -> Reply {
-    match code {
-        Some(0) => Reply::new(250, (2, 6, 0), format!("Ok, delivered to {prog}")),
-        Some(75) => Reply::new(450, (4, 3, 0), format!("{prog}: temporary failure (EX_TEMPFAIL)")),
-        Some(c @ (64..=78)) => Reply::new(554, (5, 3, 0), format!("{prog}: failed with exit code {c}")),
-        Some(c) => Reply::new(451, (4, 3, 0), format!("{prog}: unexpected exit code {c}")),
-        None => Reply::new(451, (4, 3, 0), format!("{prog}: killed by a signal")),
-    }
+    crate::replies::pipe_exit(prog, code)
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 use agent_mib::{Outcome, Status};
 
 use crate::message::{Envelope, Ids, Reply};
-use crate::receive::replies;
 use crate::record::RecipientResult;
+use crate::replies;
 
 fn relayed(r: &RecipientResult) -> bool {
     matches!(r.status, Status::RelayedUntagged | Status::RelayedTagged)

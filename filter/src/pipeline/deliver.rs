@@ -13,9 +13,9 @@ use crate::decide::{RecipientPolicy, Verdict};
 use crate::forward::client::ClientError;
 use crate::forward::{ConnUse, Outgoing};
 use crate::message::{Envelope, Recipient, Reply};
-use crate::receive::replies;
 use crate::receive::spool::{Spool, SpoolConfig};
 use crate::record::{Delivery, RecipientResult};
+use crate::replies;
 
 /// The message being delivered, with its recipients' settings and verdicts.
 pub(super) struct Msg<'a> {

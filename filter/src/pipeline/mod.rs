@@ -20,10 +20,10 @@ use crate::config::Policy;
 use crate::decide::{self, RecipientPolicy, Verdict};
 use crate::forward::Forwarder;
 use crate::message::{Ids, Reply};
-use crate::receive::replies;
 use crate::receive::session::Transaction;
 use crate::record::sink::EventLog;
 use crate::record::{self, CheckSummary, MessageSummary, Peer, RecipientResult};
+use crate::replies;
 
 /// What a connection needs to process its messages.
 #[derive(Debug, Clone)]

@@ -11,9 +11,9 @@ use agent_mib::{WorkerSlot, WorkerState};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::replies;
 use super::session::{Limits, Output, Session, Transaction};
 use crate::message::{Ids, Reply};
+use crate::replies;
 
 /// What processes a complete transaction (the pipeline, or a test double).
 pub trait Handler: Sync {

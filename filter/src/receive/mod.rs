@@ -1,7 +1,7 @@
 //! receive: the inbound ESMTP/LMTP protocol (a sans-IO state machine), the body spool,
-//! every reply string, and the connection driver that runs a session on a socket.
+//! and the connection driver that runs a session on a socket. Its reply strings are in
+//! `crate::replies`, with every other reply avisd sends.
 
 pub mod conn;
-pub mod replies;
 pub mod session;
 pub mod spool;

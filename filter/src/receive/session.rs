@@ -13,9 +13,9 @@ use smtp_proto::{
     RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, Request,
 };
 
-use super::replies;
 use super::spool::{Spool, SpoolConfig};
 use crate::message::{Body, Envelope, Notify, Recipient, Reply, Ret, XForward};
+use crate::replies;
 
 /// Limits of one session (from the listener's policy bank).
 #[derive(Debug, Clone)]
@@ -463,7 +463,7 @@ impl Session {
             return replies::need_helo();
         }
         if !matches!(self.state, State::Ready) {
-            return Reply::new(503, (5, 5, 1), "Error: XFORWARD inside a transaction");
+            return replies::xforward_in_transaction();
         }
         let text = String::from_utf8_lossy(line);
         let attrs = text.trim_end().get(8..).unwrap_or("").trim();

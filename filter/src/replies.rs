@@ -1,6 +1,6 @@
-//! Every reply string avisd's SMTP/LMTP server sends, in one place, with its code and
-//! enhanced status code. Texts follow amavisd-new's where checks and log parsers
-//! match them.
+//! Every reply string avisd sends, in one place, with its code and enhanced status code:
+//! the protocol's, the pipeline's, decide's verdicts and the pipe delivery's. Texts
+//! follow amavisd-new's where checks and log parsers match them.
 
 use crate::message::Reply;
 
@@ -88,6 +88,11 @@ pub fn need_helo() -> Reply {
 /// MAIL inside a transaction.
 pub fn nested_mail() -> Reply {
     Reply::new(503, (5, 5, 1), "Error: nested MAIL command")
+}
+
+/// XFORWARD after MAIL (Postfix sends it before MAIL).
+pub fn xforward_in_transaction() -> Reply {
+    Reply::new(503, (5, 5, 1), "Error: XFORWARD inside a transaction")
 }
 
 /// RCPT or DATA without MAIL.
@@ -212,4 +217,50 @@ pub fn default_enhanced(code: u16) -> (u8, u16, u16) {
         4 => (4, 0, 0),
         _ => (5, 0, 0),
     }
+}
+
+/// How a blocked recipient is answered (amavisd's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    /// 5xx, `Reject`.
+    Reject,
+    /// 5xx internally, `Bounce` (the client gets 2xx and the sender a DSN).
+    Bounce,
+    /// 2xx, `Ok, discarded`.
+    Discard,
+    /// 4xx, `Temporary failure`.
+    Tempfail,
+}
+
+/// A recipient blocked by a content category: `<code> <enh> <Word>, id=<log_id> - <why>`,
+/// with amavisd's D_DISCARD (2xx) and D_TEMPFAIL (4xx) overrides of the class.
+pub fn blocked(how: Blocked, code: u16, enhanced: (u8, u16, u16), log_id: &str, why: &str) -> Reply {
+    let (_, b, c) = enhanced;
+    match how {
+        Blocked::Discard => Reply::new(250, (2, b, c), format!("Ok, discarded, id={log_id} - {why}")),
+        Blocked::Tempfail => Reply::new(450, (4, b, c), format!("Temporary failure, id={log_id} - {why}")),
+        Blocked::Bounce => Reply::new(code, enhanced, format!("Bounce, id={log_id} - {why}")),
+        Blocked::Reject => Reply::new(code, enhanced, format!("Reject, id={log_id} - {why}")),
+    }
+}
+
+/// Every virus scanner failed and the policy makes that fatal (amavisd's default).
+pub fn virus_scanners_failed(log_id: &str, why: &str) -> Reply {
+    tempfail(log_id, "virus_scan", &format!("AV: {why}"))
+}
+
+/// A delivery program's exit code, mapped as sendmail maps sysexits.
+pub fn pipe_exit(prog: &str, code: Option<i32>) -> Reply {
+    match code {
+        Some(0) => Reply::new(250, (2, 6, 0), format!("Ok, delivered to {prog}")),
+        Some(75) => Reply::new(450, (4, 3, 0), format!("{prog}: temporary failure (EX_TEMPFAIL)")),
+        Some(c @ (64..=78)) => Reply::new(554, (5, 3, 0), format!("{prog}: failed with exit code {c}")),
+        Some(c) => Reply::new(451, (4, 3, 0), format!("{prog}: unexpected exit code {c}")),
+        None => Reply::new(451, (4, 3, 0), format!("{prog}: killed by a signal")),
+    }
+}
+
+/// A delivery program that could not be run or finish.
+pub fn pipe_failed(what: &str) -> Reply {
+    Reply::new(451, (4, 3, 0), format!("pipe: {what}"))
 }
