@@ -31,6 +31,33 @@ pub struct MimeMessage {
     pub from: Vec<String>,
     /// Message-ID.
     pub message_id: Option<String>,
+    /// Addresses in To.
+    pub to: Vec<String>,
+    /// Addresses in Cc.
+    pub cc: Vec<String>,
+    /// The Sender address.
+    pub sender: Option<String>,
+    /// In-Reply-To and References ids.
+    pub references: Vec<String>,
+    /// User-Agent, else X-Mailer.
+    pub user_agent: Option<String>,
+}
+
+fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<String> {
+    a.map(|a| {
+        a.iter()
+            .filter_map(|x| x.address.as_deref().map(str::to_string))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn ids(v: &mail_parser::HeaderValue<'_>) -> Vec<String> {
+    match (v.as_text_list(), v.as_text()) {
+        (Some(list), _) => list.iter().map(|s| s.to_string()).collect(),
+        (None, Some(one)) => vec![one.to_string()],
+        (None, None) => Vec::new(),
+    }
 }
 
 /// Parses `raw`, descending into nested messages up to `max_depth`, keeping at most

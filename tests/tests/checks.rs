@@ -198,6 +198,11 @@ fn spammy_mail_is_tagged_and_redirected_to_the_spam_extension_and_spam_above_kil
     let events = avisd.events();
     assert_eq!(events[0]["spam_score"], 15.0);
     assert_eq!(events[0]["tests"][0], "BAYES_99");
+    assert_eq!(events[0]["subject"], "offer");
+    assert_eq!(events[0]["subject_rot13"], "bssre");
+    assert_eq!(events[0]["author"][0], "sender@example.org");
+    assert_eq!(events[0]["message_id"], "t@example.org");
+    assert_eq!(events[0]["checks_performed"], "SHB");
 }
 
 #[test]

@@ -102,6 +102,23 @@ pub struct Decoded {
     pub from: Vec<String>,
     /// Message-ID.
     pub message_id: Option<String>,
+    /// The header facts the event log reports (To, Cc, Sender, references, user agent).
+    pub headers: HeaderFacts,
+}
+
+/// Header facts beyond subject, From and Message-ID.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderFacts {
+    /// To addresses.
+    pub to: Vec<String>,
+    /// Cc addresses.
+    pub cc: Vec<String>,
+    /// Sender address.
+    pub sender: Option<String>,
+    /// In-Reply-To and References ids.
+    pub references: Vec<String>,
+    /// User-Agent or X-Mailer.
+    pub user_agent: Option<String>,
 }
 
 /// What the archive readers share: the budget and the output.
@@ -205,6 +222,13 @@ pub fn decode(raw: &[u8], limits: Limits) -> Decoded {
     w.out.subject = msg.subject;
     w.out.from = msg.from;
     w.out.message_id = msg.message_id;
+    w.out.headers = HeaderFacts {
+        to: msg.to,
+        cc: msg.cc,
+        sender: msg.sender,
+        references: msg.references,
+        user_agent: msg.user_agent,
+    };
     if truncated {
         w.out.hold = Some(Hold::Parts);
     }

@@ -219,6 +219,7 @@ fn summarize(c: &CheckRun) -> CheckSummary {
                     .collect()
             })
             .unwrap_or_default(),
+        headers: d.map(|d| d.headers.clone()).unwrap_or_default(),
         decoding: c.decoding,
         virus: c.virus,
         spam_time: c.spam,

@@ -31,6 +31,8 @@ pub fn build(s: &MessageSummary) -> Value {
     m.insert("time_unix".into(), json!(ms as f64 / 1000.0));
     m.insert("schema".into(), json!(SCHEMA));
     m.insert("type".into(), json!("amavis"));
+    m.insert("time_iso_week_date".into(), json!(iso_week_date(ms)));
+    m.insert("partition".into(), json!("0"));
     m.insert("host".into(), json!(s.host));
     m.insert("log_id".into(), json!(s.ids.log_id));
     m.insert("mail_id".into(), json!(s.ids.mail_id));
@@ -118,6 +120,19 @@ pub fn build(s: &MessageSummary) -> Value {
     }
     if let Some(subject) = &c.subject {
         m.insert("subject".into(), json!(subject));
+        m.insert("subject_rot13".into(), json!(rot13(subject)));
+    }
+    let h = &c.headers;
+    for (key, list) in [("to_addr", &h.to), ("cc_addr", &h.cc), ("references", &h.references)] {
+        if !list.is_empty() {
+            m.insert(key.into(), json!(list));
+        }
+    }
+    if let Some(sender) = &h.sender {
+        m.insert("sender".into(), json!(sender));
+    }
+    if let Some(ua) = &h.user_agent {
+        m.insert("user_agent".into(), json!(ua));
     }
     if !c.from.is_empty() {
         m.insert("author".into(), json!(c.from));
@@ -189,4 +204,56 @@ pub fn build(s: &MessageSummary) -> Value {
 pub fn iso_ms(ms: u64) -> String {
     let base = agent_mib::snapshot::iso8601_utc(ms);
     format!("{}.{:03}Z", base.trim_end_matches('Z'), ms % 1000)
+}
+
+fn rot13(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'a'..='z' => char::from((c as u8 - b'a' + 13) % 26 + b'a'),
+            'A'..='Z' => char::from((c as u8 - b'A' + 13) % 26 + b'A'),
+            other => other,
+        })
+        .collect()
+}
+
+/// `YYYY-Www-D` (ISO 8601 week date), in UTC.
+pub fn iso_week_date(ms: u64) -> String {
+    let days = (ms / 86_400_000) as i64; // days since 1970-01-01, a Thursday
+    let weekday = (days + 3).rem_euclid(7) + 1; // 1 = Monday
+    let date = agent_mib::snapshot::iso8601_utc(ms);
+    let year: i64 = date.get(0..4).and_then(|y| y.parse().ok()).unwrap_or(1970);
+    // The Thursday of this week decides the ISO year; its ordinal day gives the week.
+    let thursday = days - weekday + 4;
+    let jan1 = |y: i64| -> i64 {
+        let y1 = y - 1;
+        365 * (y - 1970) + (y1 / 4 - 1969 / 4) - (y1 / 100 - 1969 / 100) + (y1 / 400 - 1969 / 400)
+    };
+    let mut iso_year = year;
+    if thursday < jan1(year) {
+        iso_year -= 1;
+    } else if thursday >= jan1(year + 1) {
+        iso_year += 1;
+    }
+    let week = (thursday - jan1(iso_year)) / 7 + 1;
+    format!("{iso_year:04}-W{week:02}-{weekday}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_week_dates_match_the_calendar() {
+        // `date -u -d @S +%G-W%V-%u`
+        assert_eq!(iso_week_date(1_795_930_754_000), "2026-W48-7"); // Sun 29 Nov 2026
+        assert_eq!(iso_week_date(1_609_459_200_000), "2020-W53-5"); // Fri 1 Jan 2021
+        assert_eq!(iso_week_date(1_704_067_200_000), "2024-W01-1"); // Mon 1 Jan 2024
+        assert_eq!(iso_week_date(1_735_516_800_000), "2025-W01-1"); // Mon 30 Dec 2024
+    }
+
+    #[test]
+    fn rot13_is_its_own_inverse() {
+        assert_eq!(rot13("Hello, World"), "Uryyb, Jbeyq");
+        assert_eq!(rot13(&rot13("Caf\u{e9} 42")), "Caf\u{e9} 42");
+    }
 }

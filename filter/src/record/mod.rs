@@ -93,6 +93,8 @@ pub struct CheckSummary {
     pub message_id: Option<String>,
     /// Declared names of the top-level parts.
     pub file_names: Vec<String>,
+    /// To, Cc, Sender, references, user agent.
+    pub headers: crate::decode::HeaderFacts,
     /// Decoding time.
     pub decoding: Option<Duration>,
     /// Virus scanning time.
