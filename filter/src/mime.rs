@@ -74,15 +74,19 @@ pub fn parse(raw: &[u8], max_depth: usize, max_parts: usize) -> (MimeMessage, bo
     };
     let mut out = MimeMessage {
         subject: msg.subject().map(str::to_string),
-        from: msg
-            .from()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.address.as_deref().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        from: addresses(msg.from()),
         message_id: msg.message_id().map(str::to_string),
+        to: addresses(msg.to()),
+        cc: addresses(msg.cc()),
+        sender: addresses(msg.sender()).into_iter().next(),
+        references: ids(msg.in_reply_to())
+            .into_iter()
+            .chain(ids(msg.references()))
+            .collect(),
+        user_agent: msg
+            .header_raw("User-Agent")
+            .or_else(|| msg.header_raw("X-Mailer"))
+            .map(|s| s.trim().to_string()),
         ..MimeMessage::default()
     };
     let mut truncated = false;
@@ -128,5 +132,24 @@ fn collect(
             content,
             depth,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_facts_are_read() {
+        let raw = b"From: A <a@x.org>\r\nSender: s@x.org\r\nTo: b@y.org, C <c@y.org>\r\nCc: d@z.org\r\nIn-Reply-To: <p1@x>\r\nReferences: <p0@x> <p1@x>\r\nUser-Agent: Mutt/2.2\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\n\r\nbody\r\n";
+        let (m, truncated) = parse(raw, 5, 10);
+        assert!(!truncated);
+        assert_eq!(m.subject.as_deref(), Some("caf\u{e9}"));
+        assert_eq!(m.from, ["a@x.org"]);
+        assert_eq!(m.to, ["b@y.org", "c@y.org"]);
+        assert_eq!(m.cc, ["d@z.org"]);
+        assert_eq!(m.sender.as_deref(), Some("s@x.org"));
+        assert_eq!(m.references, ["p1@x", "p0@x", "p1@x"]);
+        assert_eq!(m.user_agent.as_deref(), Some("Mutt/2.2"));
     }
 }

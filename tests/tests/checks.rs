@@ -203,6 +203,7 @@ fn spammy_mail_is_tagged_and_redirected_to_the_spam_extension_and_spam_above_kil
     assert_eq!(events[0]["author"][0], "sender@example.org");
     assert_eq!(events[0]["message_id"], "t@example.org");
     assert_eq!(events[0]["checks_performed"], "SHB");
+    assert_eq!(events[0]["references"], serde_json::Value::Null, "none were given");
 }
 
 #[test]

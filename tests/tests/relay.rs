@@ -81,6 +81,8 @@ fn a_message_is_relayed_with_its_envelope_and_the_client_hears_the_back_ends_ans
     assert_eq!(e["action"][0], "PASS");
     assert_eq!(e["queued_as"][0], "Q0");
     assert!(e["size"].is_u64() && e["time_unix"].is_f64(), "numbers are numbers");
+    assert_eq!(e["subject"], "hi");
+    assert_eq!(e["author"][0], "alice@example.org");
 }
 
 #[test]
