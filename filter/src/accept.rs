@@ -17,7 +17,7 @@ use crate::forward::Forwarder;
 use crate::message::{Ids, Reply};
 use crate::pipeline::{self, Context, TxMeta};
 use crate::receive::conn::{self, ConnSettings, Handler};
-use crate::receive::session::{Limits, Transaction};
+use crate::receive::session::{Limits, Refused, Transaction};
 use crate::receive::spool::SpoolConfig;
 use crate::record::Peer;
 use crate::record::sink::EventLog;
@@ -119,6 +119,16 @@ struct PipelineHandler {
 }
 
 impl Handler for PipelineHandler {
+    fn refused(&self, slot: &WorkerSlot, refused: Refused, ids: Ids, mail_at: Instant, mail_ms: u64) {
+        let meta = TxMeta {
+            ids,
+            received_at_ms: mail_ms,
+            mail_at,
+            peer: self.peer.clone(),
+        };
+        pipeline::refused(&self.ctx, slot, refused, meta);
+    }
+
     async fn handle(&self, slot: &WorkerSlot, tx: Transaction, ids: Ids, mail_at: Instant, mail_ms: u64) -> Vec<Reply> {
         let meta = TxMeta {
             ids,

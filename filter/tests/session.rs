@@ -39,6 +39,7 @@ fn run(l: Limits, input: &[u8], chunk: usize) -> (Vec<String>, Vec<Transaction>)
                         again = true;
                     }
                     Output::Close => replies.push("<close>".into()),
+                    Output::Refused(r) => replies.push(r.reply.to_string()),
                     Output::MailStarted | Output::DataStarted => {}
                 }
             }

@@ -524,3 +524,49 @@ fn sighup_reloads_the_policy_and_reopens_the_event_log() {
         "a bad file keeps the running configuration"
     );
 }
+
+#[test]
+fn a_message_refused_for_its_size_after_data_is_on_the_ledger_counted_and_logged() {
+    let dir = TempDir::new("relay-size");
+    let backend = FakeMta::start(Behaviour::default());
+    let port = free_tcp_port();
+    let cfg = config_text(
+        dir.path(),
+        port,
+        &format!("smtp:[127.0.0.1]:{}", backend.port),
+        2,
+        "message_size_limit = 4096",
+    );
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    let big = format!(
+        "From: a@example.org\r\n\r\n{}",
+        format!("{}\r\n", "y".repeat(500)).repeat(20)
+    );
+    let r = send(port, false, "a@example.org", &["b@example.com"], &big).unwrap();
+    assert!(
+        r.final_replies[0].starts_with("552 5.3.4 Message size"),
+        "{:?}",
+        r.final_replies
+    );
+    assert!(backend.received().is_empty());
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::LedgerReceived), 1);
+    assert_eq!(snap.counter(Counter::LedgerRejected), 1);
+    assert_eq!(snap.counter(Counter::InMsgs), 1);
+    assert_eq!(snap.counter(Counter::ContentOversizedMsgs), 1);
+    assert_eq!(snap.counter(Counter::InMsgsStatusRejected), 1);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+    let e = &avisd.events()[0];
+    assert_eq!(e["smtp_code"][0], "552");
+    assert_eq!(e["content_type"], "Oversized");
+    // The session goes on after the refusal.
+    let ok = send(
+        port,
+        false,
+        "a@example.org",
+        &["b@example.com"],
+        "From: a@example.org\r\n\r\nsmall\r\n",
+    )
+    .unwrap();
+    assert!(ok.final_replies[0].starts_with("250"));
+}

@@ -20,7 +20,7 @@ use crate::config::Policy;
 use crate::decide::{self, RecipientPolicy, Verdict};
 use crate::forward::Forwarder;
 use crate::message::{Ids, Reply};
-use crate::receive::session::Transaction;
+use crate::receive::session::{Refused, Transaction};
 use crate::record::sink::EventLog;
 use crate::record::{self, CheckSummary, MessageSummary, Peer, RecipientResult};
 use crate::replies;
@@ -193,6 +193,72 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
     slot.set_state(WorkerState::Done);
     drop(spool);
     client_replies
+}
+
+/// Accounts for a message the protocol layer refused after its DATA (over the size
+/// limit, or the spool failed): it was received and answered, so it is on the ledger,
+/// counted (as Oversized when too big) and logged like any other message.
+pub fn refused(ctx: &Context, slot: &WorkerSlot, r: Refused, meta: TxMeta) {
+    slot.message_received();
+    let Refused { envelope, size, reply } = r;
+    let oversized = reply.code == 552;
+    let status = if reply.is_transient() {
+        Status::TempFailed
+    } else {
+        Status::Rejected
+    };
+    let client_ip = envelope
+        .xforward
+        .addr
+        .as_deref()
+        .and_then(|a| a.trim_start_matches("IPv6:").parse().ok());
+    let results: Vec<RecipientResult> = envelope
+        .recipients
+        .iter()
+        .map(|rc| RecipientResult {
+            address: rc.address.clone(),
+            orcpt: rc.orcpt.clone(),
+            local: ctx.policy.is_local(&rc.address),
+            status,
+            response: reply.clone(),
+            queued_as: None,
+            blocking: oversized.then(|| "Oversized".to_string()),
+            spam_score: None,
+        })
+        .collect();
+    let content = if oversized {
+        agent_mib::ContentCategory::Oversized
+    } else {
+        agent_mib::ContentCategory::Clean
+    };
+    let outcome = if status == Status::TempFailed {
+        agent_mib::Outcome::TempFailed
+    } else {
+        agent_mib::Outcome::Rejected
+    };
+    let summary = MessageSummary {
+        ids: meta.ids.clone(),
+        received_at_ms: meta.received_at_ms,
+        size,
+        originating: ctx.policy.is_originating(client_ip.or(meta.peer.src_ip)),
+        policy: ctx.policy.name.clone(),
+        host: ctx.hostname.clone(),
+        peer: meta.peer,
+        recipients: results,
+        content,
+        content_name: content.name().to_string(),
+        deliveries: Vec::new(),
+        dsn_sent: false,
+        client_replies: vec![reply],
+        outcome,
+        receiving: meta.mail_at.elapsed(),
+        sending: std::time::Duration::ZERO,
+        total: meta.mail_at.elapsed(),
+        checks: CheckSummary::default(),
+        envelope,
+    };
+    record::record_message(slot, &summary, &ctx.events);
+    slot.set_state(WorkerState::Done);
 }
 
 fn summarize(c: &CheckRun) -> CheckSummary {

@@ -11,12 +11,15 @@ use agent_mib::{WorkerSlot, WorkerState};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::session::{Limits, Output, Session, Transaction};
+use super::session::{Limits, Output, Refused, Session, Transaction};
 use crate::message::{Ids, Reply};
 use crate::replies;
 
 /// What processes a complete transaction (the pipeline, or a test double).
 pub trait Handler: Sync {
+    /// Accounts for a message the protocol layer refused after its DATA.
+    fn refused(&self, slot: &WorkerSlot, refused: Refused, ids: Ids, mail_at: Instant, mail_ms: u64);
+
     /// Returns the replies: one for ESMTP, one per recipient for LMTP.
     fn handle(
         &self,
@@ -123,6 +126,18 @@ where
                         mail = Some((ids, Instant::now(), agent_mib::now_ms()));
                     }
                     Output::DataStarted => slot.set_state(WorkerState::Data),
+                    Output::Refused(r) => {
+                        out.extend_from_slice(r.reply.to_wire().as_bytes());
+                        let (ids, at, ms) = mail.take().unwrap_or_else(|| {
+                            (
+                                Ids::new(slot.index(), conn_number, txn),
+                                Instant::now(),
+                                agent_mib::now_ms(),
+                            )
+                        });
+                        handler.refused(slot, *r, ids, at, ms);
+                        slot.clear_ids();
+                    }
                     Output::Message(tx) => {
                         // Replies before the message go out first; the client waits for the final one.
                         if !out.is_empty() && stream.write_all(&out).await.is_err() {

@@ -45,6 +45,20 @@ pub enum Output {
     MailStarted,
     /// DATA was accepted: the body comes now (the nanny's `d`).
     DataStarted,
+    /// A message refused after its DATA (too big, or the spool failed): send the reply,
+    /// and account for the message (it was received, and answered).
+    Refused(Box<Refused>),
+}
+
+/// A message refused by the protocol layer after its DATA.
+#[derive(Debug)]
+pub struct Refused {
+    /// Its envelope.
+    pub envelope: Envelope,
+    /// Bytes received.
+    pub size: u64,
+    /// The reply it got.
+    pub reply: Reply,
 }
 
 /// A received message waiting for its answer.
@@ -75,9 +89,10 @@ enum State {
     },
     /// Receiving and discarding a body that is too big, or that the spool could not take.
     Draining {
+        envelope: Box<Envelope>,
         receiver: Dot,
         size: u64,
-        reply: Option<Reply>,
+        reply: Reply,
     },
     /// A transaction was handed out and is not answered yet.
     Processing,
@@ -237,11 +252,17 @@ impl Session {
                     Ok(())
                 };
                 if limit > 0 && size > limit {
-                    let reply = Some(replies::message_too_big(size));
-                    (self.drain_or_finish(receiver, size, reply, done, out), consumed)
+                    let reply = replies::message_too_big(size);
+                    (
+                        self.drain_or_finish(envelope, receiver, size, reply, done, out),
+                        consumed,
+                    )
                 } else if let Err(e) = written.and_then(|()| if done { spool.finish() } else { Ok(()) }) {
-                    let reply = Some(replies::tempfail(&self.id_seed, "spooling", &e.to_string()));
-                    (self.drain_or_finish(receiver, size, reply, done, out), consumed)
+                    let reply = replies::tempfail(&self.id_seed, "spooling", &e.to_string());
+                    (
+                        self.drain_or_finish(envelope, receiver, size, reply, done, out),
+                        consumed,
+                    )
                 } else if done {
                     self.transactions += 1;
                     let tx = Transaction {
@@ -264,6 +285,7 @@ impl Session {
                 }
             }
             State::Draining {
+                envelope,
                 mut receiver,
                 size,
                 reply,
@@ -272,7 +294,10 @@ impl Session {
                 let done = receiver.0.ingest(&mut iter, &mut scratch);
                 let consumed = input.len() - iter.as_slice().len();
                 let size = size + scratch.len() as u64;
-                (self.drain_or_finish(receiver, size, reply, done, out), consumed)
+                (
+                    self.drain_or_finish(envelope, receiver, size, reply, done, out),
+                    consumed,
+                )
             }
             other => (other, 0),
         };
@@ -281,18 +306,29 @@ impl Session {
     }
 
     fn drain_or_finish(
-        &self,
+        &mut self,
+        envelope: Box<Envelope>,
         receiver: Dot,
         size: u64,
-        reply: Option<Reply>,
+        reply: Reply,
         done: bool,
         out: &mut Vec<Output>,
     ) -> State {
         if done {
-            out.push(Output::Reply(reply.unwrap_or_else(|| replies::message_too_big(size))));
+            self.transactions += 1;
+            out.push(Output::Refused(Box::new(Refused {
+                envelope: *envelope,
+                size,
+                reply,
+            })));
             State::Ready
         } else {
-            State::Draining { receiver, size, reply }
+            State::Draining {
+                envelope,
+                receiver,
+                size,
+                reply,
+            }
         }
     }
 
