@@ -70,49 +70,14 @@ struct RawRecipient {
     unknown: std::collections::BTreeMap<String, toml::Value>,
 }
 
+// `flatten` again: the recipient's settings are the same keys as the bank's defaults,
+// and what nobody knows lands in their `unknown` map, reported by the validator.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawOverride {
     #[serde(rename = "match")]
     matches: Spanned<Vec<String>>,
-    bypass_virus_checks: Option<bool>,
-    bypass_spam_checks: Option<bool>,
-    bypass_banned_checks: Option<bool>,
-    bypass_header_checks: Option<bool>,
-    virus_lover: Option<bool>,
-    banned_lover: Option<bool>,
-    unchecked_lover: Option<bool>,
-    spam_lover: Option<bool>,
-    bad_header_lover: Option<bool>,
-    spam_tag_level: Option<f64>,
-    spam_tag2_level: Option<f64>,
-    spam_tag3_level: Option<f64>,
-    spam_kill_level: Option<f64>,
-    spam_dsn_cutoff_level: Option<f64>,
-    spam_subject_tag: Option<String>,
-}
-
-impl RawOverride {
-    fn settings(&self) -> RawRecipient {
-        RawRecipient {
-            bypass_virus_checks: self.bypass_virus_checks,
-            bypass_spam_checks: self.bypass_spam_checks,
-            bypass_banned_checks: self.bypass_banned_checks,
-            bypass_header_checks: self.bypass_header_checks,
-            virus_lover: self.virus_lover,
-            banned_lover: self.banned_lover,
-            unchecked_lover: self.unchecked_lover,
-            spam_lover: self.spam_lover,
-            bad_header_lover: self.bad_header_lover,
-            spam_tag_level: self.spam_tag_level,
-            spam_tag2_level: self.spam_tag2_level,
-            spam_tag3_level: self.spam_tag3_level,
-            spam_kill_level: self.spam_kill_level,
-            spam_dsn_cutoff_level: self.spam_dsn_cutoff_level,
-            spam_subject_tag: self.spam_subject_tag.clone(),
-            ..RawRecipient::default()
-        }
-    }
+    #[serde(flatten)]
+    settings: RawRecipient,
 }
 
 /// A static lookup table of addresses, as amavisd's maps: `user@example.com` (that
@@ -390,8 +355,11 @@ impl Validator<'_> {
                         "an empty match list matches nobody",
                     );
                 }
+                for key in o.settings.unknown.keys() {
+                    self.problem_at_key(&format!("{}[{i}].{key}", k("recipients")), key, "unknown key");
+                }
                 let lookup = Lookup(o.matches.get_ref().iter().map(|m| m.to_ascii_lowercase()).collect());
-                (lookup, o.settings())
+                (lookup, o.settings.clone())
             })
             .collect();
         Checks {

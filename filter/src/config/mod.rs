@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn checks_report_unknown_keys_bad_rules_and_destinies_by_line() {
-        let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n\n[policy.default.checks]\nspam_kil_level = 3\nbanned_names = [\"(unclosed\"]\nfinal_spam_destiny = \"drop\"\nspamd = \"localhost\"\n\n[[policy.default.checks.recipients]]\nmatch = [\".example.org\"]\nspam_lover = true\n";
+        let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n\n[policy.default.checks]\nspam_kil_level = 3\nbanned_names = [\"(unclosed\"]\nfinal_spam_destiny = \"drop\"\nspamd = \"localhost\"\n\n[[policy.default.checks.recipients]]\nmatch = [\".example.org\"]\nspam_lover = true\nspam_lovr = true\n";
         let Err(ConfigError::Invalid(problems)) = Config::parse(text, "c.toml") else {
             panic!("accepted")
         };
@@ -657,6 +657,12 @@ mod tests {
             shown
                 .iter()
                 .any(|p| p.starts_with("c.toml:15: policy.default.checks.spamd")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.starts_with("c.toml:20: policy.default.checks.recipients[0].spam_lovr: unknown key")),
             "{shown:?}"
         );
     }
