@@ -7,4 +7,4 @@ bash scripts/install-test-deps.sh
 # The end-to-end tests run the programs themselves; cargo test builds a package's binaries
 # only for that package's own integration tests, so build them all first.
 cargo build --workspace --bins
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
