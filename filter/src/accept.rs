@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use agent_mib::{Scoreboard, WorkerSlot, WorkerState};
+use agent_mib::{Outcome, Scoreboard, WorkerSlot, WorkerState};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, watch};
 
@@ -119,17 +119,24 @@ struct PipelineHandler {
 }
 
 impl Handler for PipelineHandler {
-    fn refused(&self, slot: &WorkerSlot, refused: Refused, ids: Ids, mail_at: Instant, mail_ms: u64) {
+    fn refused(&self, slot: &WorkerSlot, refused: Refused, ids: Ids, mail_at: Instant, mail_ms: u64) -> Outcome {
         let meta = TxMeta {
             ids,
             received_at_ms: mail_ms,
             mail_at,
             peer: self.peer.clone(),
         };
-        pipeline::refused(&self.ctx, slot, refused, meta);
+        pipeline::refused(&self.ctx, slot, refused, meta)
     }
 
-    async fn handle(&self, slot: &WorkerSlot, tx: Transaction, ids: Ids, mail_at: Instant, mail_ms: u64) -> Vec<Reply> {
+    async fn handle(
+        &self,
+        slot: &WorkerSlot,
+        tx: Transaction,
+        ids: Ids,
+        mail_at: Instant,
+        mail_ms: u64,
+    ) -> (Vec<Reply>, Outcome) {
         let meta = TxMeta {
             ids,
             received_at_ms: mail_ms,

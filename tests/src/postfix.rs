@@ -200,6 +200,27 @@ impl Topology {
         }
     }
 
+    /// Waits (polling every millisecond) until avisd has taken `messages` messages and
+    /// holds `in_flight` transactions, then kills it with SIGKILL at once. Returns the
+    /// transactions in flight in the last snapshot.
+    pub fn kill_avisd_when_busy(&mut self, messages: u64, in_flight: i64) -> i64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let seen = loop {
+            let snap = self.avisd().snapshot();
+            let now = snap.ledger(agent_mib::LedgerKey::InFlight);
+            if snap.counter(agent_mib::Counter::InMsgs) >= messages && now >= in_flight {
+                break now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "avisd never took {messages} messages with {in_flight} in flight"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        self.kill_avisd();
+        seen
+    }
+
     /// Stops avisd with SIGTERM (graceful drain) and waits for it to exit.
     pub fn stop_avisd(&mut self) {
         if let Some(mut a) = self.avisd.take() {
@@ -263,7 +284,8 @@ impl Topology {
             .expect("run swaks")
     }
 
-    /// Waits until the queue is empty (flushing) and avisd has nothing in flight.
+    /// Waits until the queue is empty (flushing) and avisd has nothing in flight, then a
+    /// little more: Postfix's log lines travel through postlogd asynchronously.
     pub fn settle(&self, timeout: Duration) {
         self.postfix.drain_queue(timeout);
         if let Some(a) = &self.avisd {
@@ -271,6 +293,7 @@ impl Topology {
                 (a.snapshot().ledger(agent_mib::LedgerKey::InFlight) == 0).then_some(())
             });
         }
+        std::thread::sleep(Duration::from_millis(500));
     }
 
     /// Waits until the sink has stopped receiving for a second and returns its count.

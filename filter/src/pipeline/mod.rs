@@ -12,7 +12,7 @@ mod deliver;
 use std::sync::Arc;
 use std::time::Instant;
 
-use agent_mib::{Status, WorkerSlot, WorkerState};
+use agent_mib::{Outcome, Status, WorkerSlot, WorkerState};
 
 use crate::check::run::{self, CheckRun};
 use crate::check::{SpamOutcome, VirusOutcome};
@@ -51,9 +51,10 @@ pub struct TxMeta {
     pub peer: Peer,
 }
 
-/// Processes one transaction and returns the replies for the client: one for ESMTP,
-/// one per recipient for LMTP.
-pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: TxMeta) -> Vec<Reply> {
+/// Processes one transaction and returns the replies for the client (one for ESMTP,
+/// one per recipient for LMTP) and its ledger outcome, which the connection records once
+/// the replies are written.
+pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: TxMeta) -> (Vec<Reply>, Outcome) {
     let data_done = Instant::now();
     slot.message_received();
     slot.set_state(WorkerState::Check);
@@ -192,13 +193,13 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
     record::record_message(slot, &summary, &ctx.events);
     slot.set_state(WorkerState::Done);
     drop(spool);
-    client_replies
+    (client_replies, outcome)
 }
 
 /// Accounts for a message the protocol layer refused after its DATA (over the size
 /// limit, or the spool failed): it was received and answered, so it is on the ledger,
 /// counted (as Oversized when too big) and logged like any other message.
-pub fn refused(ctx: &Context, slot: &WorkerSlot, r: Refused, meta: TxMeta) {
+pub fn refused(ctx: &Context, slot: &WorkerSlot, r: Refused, meta: TxMeta) -> Outcome {
     slot.message_received();
     let Refused { envelope, size, reply } = r;
     let oversized = reply.code == 552;
@@ -259,6 +260,7 @@ pub fn refused(ctx: &Context, slot: &WorkerSlot, r: Refused, meta: TxMeta) {
     };
     record::record_message(slot, &summary, &ctx.events);
     slot.set_state(WorkerState::Done);
+    outcome
 }
 
 fn summarize(c: &CheckRun) -> CheckSummary {

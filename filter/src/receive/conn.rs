@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use agent_mib::{WorkerSlot, WorkerState};
+use agent_mib::{Outcome, WorkerSlot, WorkerState};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -15,12 +15,14 @@ use super::session::{Limits, Output, Refused, Session, Transaction};
 use crate::message::{Ids, Reply};
 use crate::replies;
 
-/// What processes a complete transaction (the pipeline, or a test double).
+/// What processes a complete transaction (the pipeline, or a test double). The ledger
+/// entry of a message closes here, once its answer was written to the client: a message
+/// whose answer did not go out is still in flight, and counted tempfailed if avisd dies.
 pub trait Handler: Sync {
-    /// Accounts for a message the protocol layer refused after its DATA.
-    fn refused(&self, slot: &WorkerSlot, refused: Refused, ids: Ids, mail_at: Instant, mail_ms: u64);
+    /// Accounts for a message the protocol layer refused after its DATA; its outcome.
+    fn refused(&self, slot: &WorkerSlot, refused: Refused, ids: Ids, mail_at: Instant, mail_ms: u64) -> Outcome;
 
-    /// Returns the replies: one for ESMTP, one per recipient for LMTP.
+    /// The replies (one for ESMTP, one per recipient for LMTP) and the ledger outcome.
     fn handle(
         &self,
         slot: &WorkerSlot,
@@ -28,7 +30,7 @@ pub trait Handler: Sync {
         ids: Ids,
         mail_at: Instant,
         mail_ms: u64,
-    ) -> impl Future<Output = Vec<Reply>> + Send;
+    ) -> impl Future<Output = (Vec<Reply>, Outcome)> + Send;
 }
 
 /// Per-connection settings.
@@ -135,8 +137,14 @@ where
                                 agent_mib::now_ms(),
                             )
                         });
-                        handler.refused(slot, *r, ids, at, ms);
+                        let outcome = handler.refused(slot, *r, ids, at, ms);
+                        let written = stream.write_all(&out).await;
+                        out.clear();
+                        slot.message_answered(outcome);
                         slot.clear_ids();
+                        if written.is_err() {
+                            return Ending::IoError;
+                        }
                     }
                     Output::Message(tx) => {
                         // Replies before the message go out first; the client waits for the final one.
@@ -152,10 +160,17 @@ where
                             )
                         });
                         slot.set_ids(&ids.log_id, tx.envelope.xforward.ident.as_deref().unwrap_or(""));
-                        for r in handler.handle(slot, *tx, ids, at, ms).await {
+                        let (replies, outcome) = handler.handle(slot, *tx, ids, at, ms).await;
+                        for r in replies {
                             out.extend_from_slice(r.to_wire().as_bytes());
                         }
+                        let written = stream.write_all(&out).await;
+                        out.clear();
+                        slot.message_answered(outcome);
                         slot.clear_ids();
+                        if written.is_err() {
+                            return Ending::IoError;
+                        }
                         session.answered();
                         progressed = true;
                     }

@@ -159,7 +159,8 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Counts the message in the scoreboard, closes its ledger entry and writes its event.
+/// Counts the message in the scoreboard and writes its event. Its ledger entry closes
+/// when the answer has reached the client (receive's connection driver).
 pub fn record_message(slot: &WorkerSlot, summary: &MessageSummary, events: &sink::EventLog) {
     count_intake(slot, summary);
     count_content(slot, summary);
@@ -182,7 +183,6 @@ pub fn record_message(slot: &WorkerSlot, summary: &MessageSummary, events: &sink
     for name in &summary.checks.virus_names {
         slot.board().count_virus(name);
     }
-    slot.message_answered(summary.outcome);
     events.write(&event::build(summary));
 }
 

@@ -13,6 +13,10 @@ pub struct Tally {
     pub proxy_accept: usize,
     /// `proxy-reject` lines (before-queue: avisd refused; the client got its reply).
     pub proxy_reject: usize,
+    /// Transactions Postfix had open with avisd when avisd died, in Postfix's words: the
+    /// after-queue `status=deferred (lost connection with ... -- message may be sent more
+    /// than once)` and the before-queue `warning: lost connection with proxy`.
+    pub lost_in_flight: usize,
     /// Lines of Postfix's own bounce notices (`sender non-delivery notification`).
     pub notices: usize,
     /// (original queue id, new queue id) of each message received with XFORWARD IDENT:
@@ -30,6 +34,11 @@ impl Tally {
             }
             if line.contains("proxy-reject:") {
                 t.proxy_reject += 1;
+            }
+            if line.contains("status=deferred (lost connection with")
+                || line.contains("warning: lost connection with proxy")
+            {
+                t.lost_in_flight += 1;
             }
             if line.contains("sender non-delivery notification") {
                 t.notices += 1;
