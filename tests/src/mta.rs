@@ -37,6 +37,8 @@ pub struct Behaviour {
     pub slow: Duration,
     /// Offer XFORWARD.
     pub xforward: bool,
+    /// Delay of every final reply (a back end that takes a moment to commit).
+    pub commit_delay: Duration,
 }
 
 impl Default for Behaviour {
@@ -45,6 +47,7 @@ impl Default for Behaviour {
             lmtp: false,
             slow: Duration::from_secs(3),
             xforward: true,
+            commit_delay: Duration::ZERO,
         }
     }
 }
@@ -182,6 +185,7 @@ fn session(stream: TcpStream, b: &Behaviour, store: &Mutex<Vec<Received>>) -> st
             if rcpts.iter().any(|a| fate(a) == "slow") {
                 thread::sleep(b.slow);
             }
+            thread::sleep(b.commit_delay);
             let id = format!("Q{}", store.lock().map(|s| s.len()).unwrap_or(0));
             let mut accepted = Vec::new();
             let mut replies = String::new();

@@ -149,7 +149,12 @@ impl Topology {
     /// (scanners, for instance, when content checks are configured).
     pub fn start(kind: Kind, tag: &str, max_servers: usize, extra_policy: &str) -> Topology {
         let dir = TempDir::new(tag);
-        let sink = FakeMta::start(Behaviour::default());
+        // A back end that takes 20 ms to commit each message keeps transactions in flight
+        // long enough for the fault tests to kill avisd in the middle of some.
+        let sink = FakeMta::start(Behaviour {
+            commit_delay: Duration::from_millis(20),
+            ..Behaviour::default()
+        });
         let front_port = free_tcp_port();
         let ports = Ports {
             front: format!("127.0.0.1:{front_port}"),
