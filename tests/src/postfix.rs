@@ -140,7 +140,13 @@ pub struct Topology {
     pub avisd_config: PathBuf,
     /// The temporary directory holding everything.
     pub dir: TempDir,
+    // One topology at a time per test binary: each runs a Postfix, an avisd and a load on
+    // two cores, and parallel ones starved each other's timeouts. Declared last, so it is
+    // released after everything above has stopped.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Topology {
     /// Starts the sink, avisd and a Postfix instance running `kind`'s snippets. avisd's
@@ -148,6 +154,8 @@ impl Topology {
     /// (such as `message_size_limit = 65536`), then any further sections a test needs
     /// (scanners, for instance, when content checks are configured).
     pub fn start(kind: Kind, tag: &str, max_servers: usize, extra_policy: &str) -> Topology {
+        // A test that failed holding the lock poisons it; the next one may still run.
+        let serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = TempDir::new(tag);
         // A back end that takes 20 ms to commit each message keeps transactions in flight
         // long enough for the fault tests to kill avisd in the middle of some.
@@ -188,6 +196,7 @@ impl Topology {
             postfix,
             avisd_config,
             dir,
+            _serial: serial,
         }
     }
 

@@ -113,9 +113,23 @@ smtpd_client_message_rate_limit = 0
             .expect("write master.cf");
     }
 
-    /// `postfix start`; returns when the master runs.
+    /// `postfix start`; returns when the master runs. A failed start is tried once more
+    /// (under load a first start has been seen to fail with nothing on stdout); a second
+    /// failure panics with the tail of the instance's own log, where Postfix says why.
     pub fn start(&mut self) {
-        run("postfix start", self.cmd("postfix").arg("start"));
+        let first = self.cmd("postfix").arg("start").stdin(Stdio::null()).output();
+        if !first.as_ref().is_ok_and(|o| o.status.success()) {
+            std::thread::sleep(Duration::from_secs(1));
+            let again = self.cmd("postfix").arg("start").stdin(Stdio::null()).output();
+            if !again.as_ref().is_ok_and(|o| o.status.success()) {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                panic!(
+                    "postfix start failed twice: {first:?} / {again:?}\nits log:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
         self.running = true;
         wait_for("the Postfix master", Duration::from_secs(20), || self.master_pid());
     }
