@@ -193,15 +193,11 @@ fn read_text(words: &Words, base: usize, n: usize) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-const LEDGER: [Counter; 7] = [
-    Counter::LedgerReceived,
-    Counter::LedgerRelayed,
-    Counter::LedgerRejected,
-    Counter::LedgerDiscarded,
-    Counter::LedgerBounced,
-    Counter::LedgerQuarantined,
-    Counter::LedgerTempFailed,
-];
+/// Received, then every outcome: what is read inside a slot's seqlock.
+const LEDGER: [Counter; 7] = {
+    let o = crate::snapshot::LEDGER_OUTCOMES;
+    [Counter::LedgerReceived, o[0], o[1], o[2], o[3], o[4], o[5]]
+};
 
 fn read(a: &Attached) -> Snapshot {
     let (w, r) = (&a.words, &a.regions);

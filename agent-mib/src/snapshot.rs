@@ -9,6 +9,16 @@ use crate::{
     TextField, WorkerState,
 };
 
+/// The ledger's outcome counters: received = these + in flight.
+pub(crate) const LEDGER_OUTCOMES: [Counter; 6] = [
+    Counter::LedgerRelayed,
+    Counter::LedgerRejected,
+    Counter::LedgerDiscarded,
+    Counter::LedgerBounced,
+    Counter::LedgerQuarantined,
+    Counter::LedgerTempFailed,
+];
+
 /// A worker slot as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotView {
@@ -244,17 +254,10 @@ impl Snapshot {
         match key {
             LedgerKey::InFlight => i64::try_from(self.in_flight()).unwrap_or(i64::MAX),
             LedgerKey::Unaccounted => {
-                let out = [
-                    Counter::LedgerRelayed,
-                    Counter::LedgerRejected,
-                    Counter::LedgerDiscarded,
-                    Counter::LedgerBounced,
-                    Counter::LedgerQuarantined,
-                    Counter::LedgerTempFailed,
-                ]
-                .iter()
-                .map(|c| i128::from(self.counter(*c)))
-                .sum::<i128>();
+                let out = LEDGER_OUTCOMES
+                    .iter()
+                    .map(|c| i128::from(self.counter(*c)))
+                    .sum::<i128>();
                 let v = i128::from(self.counter(Counter::LedgerReceived)) - out - i128::from(self.in_flight());
                 i64::try_from(v).unwrap_or(i64::MIN)
             }

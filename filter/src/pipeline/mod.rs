@@ -109,13 +109,7 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
             let passed: Vec<usize> = (0..verdicts.len()).filter(|&i| results[i].is_none()).collect();
             slot.set_state(WorkerState::Forward);
             sending_started = Instant::now();
-            let msg = deliver::Msg {
-                envelope: &envelope,
-                spool: &spool,
-                meta: &meta,
-                policies: &policies,
-                verdicts: &verdicts,
-            };
+            let msg = message(&envelope, &spool, &meta, &policies, &verdicts);
             deliver::forward_passed(ctx, slot, &msg, &passed, &mut results, &mut deliveries).await;
             check_run = Some(c);
         }
@@ -150,13 +144,7 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
         false
     } else {
         slot.set_state(WorkerState::Quarantine);
-        let msg = deliver::Msg {
-            envelope: &envelope,
-            spool: &spool,
-            meta: &meta,
-            policies: &policies,
-            verdicts: &verdicts,
-        };
+        let msg = message(&envelope, &spool, &meta, &policies, &verdicts);
         deliver::bounce(ctx, slot, &msg, &mut results, &mut deliveries).await
     };
     let sending = sending_started.elapsed();
@@ -261,6 +249,22 @@ pub fn refused(ctx: &Context, slot: &WorkerSlot, r: Refused, meta: TxMeta) -> Ou
     record::record_message(slot, &summary, &ctx.events);
     slot.set_state(WorkerState::Done);
     outcome
+}
+
+fn message<'a>(
+    envelope: &'a crate::message::Envelope,
+    spool: &'a crate::receive::spool::Spool,
+    meta: &'a TxMeta,
+    policies: &'a [RecipientPolicy],
+    verdicts: &'a [Verdict],
+) -> deliver::Msg<'a> {
+    deliver::Msg {
+        envelope,
+        spool,
+        meta,
+        policies,
+        verdicts,
+    }
 }
 
 fn summarize(c: &CheckRun) -> CheckSummary {

@@ -61,6 +61,16 @@ pub enum Ending {
 
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Ids and times for a transaction whose MAIL FROM was not seen (never in practice: the
+/// session emits MailStarted first), so a message is never left without ids.
+fn fresh(slot: &WorkerSlot, conn_number: u64, txn: u32) -> (Ids, Instant, u64) {
+    (
+        Ids::new(slot.index(), conn_number, txn),
+        Instant::now(),
+        agent_mib::now_ms(),
+    )
+}
+
 /// Serves one connection until it ends.
 pub async fn serve<S, H>(
     mut stream: S,
@@ -130,13 +140,7 @@ where
                     Output::DataStarted => slot.set_state(WorkerState::Data),
                     Output::Refused(r) => {
                         out.extend_from_slice(r.reply.to_wire().as_bytes());
-                        let (ids, at, ms) = mail.take().unwrap_or_else(|| {
-                            (
-                                Ids::new(slot.index(), conn_number, txn),
-                                Instant::now(),
-                                agent_mib::now_ms(),
-                            )
-                        });
+                        let (ids, at, ms) = mail.take().unwrap_or_else(|| fresh(slot, conn_number, txn));
                         let outcome = handler.refused(slot, *r, ids, at, ms);
                         let written = stream.write_all(&out).await;
                         out.clear();
@@ -152,13 +156,7 @@ where
                             return Ending::IoError;
                         }
                         out.clear();
-                        let (ids, at, ms) = mail.take().unwrap_or_else(|| {
-                            (
-                                Ids::new(slot.index(), conn_number, txn),
-                                Instant::now(),
-                                agent_mib::now_ms(),
-                            )
-                        });
+                        let (ids, at, ms) = mail.take().unwrap_or_else(|| fresh(slot, conn_number, txn));
                         slot.set_ids(&ids.log_id, tx.envelope.xforward.ident.as_deref().unwrap_or(""));
                         let (replies, outcome) = handler.handle(slot, *tx, ids, at, ms).await;
                         for r in replies {
