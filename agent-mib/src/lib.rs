@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod families;
+mod handles;
 pub mod layout;
 mod map;
 mod mibfile;
@@ -21,15 +22,14 @@ pub mod table;
 mod writer;
 
 pub use families::{ContentCategory, Direction, Status};
+pub use handles::{LATENCY_BOUNDS_MS, Outcome, ScanResult, Scanner, Stage};
 pub use map::map_immutable_file;
 pub use mibfile::mib_text;
 pub use reader::{ReadError, Reader};
 pub use snapshot::{SlotView, Snapshot, SnapshotParts, Value};
 pub use state::{Activity, WorkerState};
 pub use table::*;
-pub use writer::{
-    LATENCY_BOUNDS_MS, Outcome, ScanResult, Scanner, Scoreboard, ScoreboardError, Stage, WorkerSlot, WriterInfo,
-};
+pub use writer::{Scoreboard, ScoreboardError, WorkerSlot, WriterInfo};
 
 use std::path::PathBuf;
 

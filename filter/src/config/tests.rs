@@ -1,0 +1,124 @@
+//! The configuration's behaviour: the embedded default, every problem reported with its
+//! file, line and key, and per-recipient lookups.
+
+use super::*;
+
+#[test]
+fn the_embedded_default_listens_on_10024_and_forwards_to_10025() {
+    let c = Config::load(None).unwrap();
+    assert_eq!(
+        c.listeners[0].address,
+        ListenAddress::Tcp("127.0.0.1:10024".parse().unwrap())
+    );
+    assert_eq!(
+        c.policy("default").unwrap().forward.to_string(),
+        "smtp:[127.0.0.1]:10025"
+    );
+    assert_eq!(c.scoreboard, PathBuf::from("avis-state/scoreboard"));
+}
+
+#[test]
+fn every_invalid_value_is_reported_with_its_key_and_line() {
+    let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 0\n\n[[listen]]\naddress = \"nowhere\"\npolicy = \"x\"\n\n[policy.default]\nforward = \"ftp:[h]:1\"\nmynetworks = [\"10.0.0.0/99\"]\n";
+    let Err(ConfigError::Invalid(problems)) = Config::parse(text, "avisd.toml") else {
+        panic!("accepted")
+    };
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.iter().any(|p| p.starts_with("avisd.toml:3: daemon.max_servers:")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|p| p.starts_with("avisd.toml:6: listen[0].address:")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|p| p.starts_with("avisd.toml:10: policy.default.forward:")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|p| p.starts_with("avisd.toml:11: policy.default.mynetworks[0]:")),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_syntax_errors_name_the_line() {
+    let err = Config::parse(
+        "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\nmax_server = 3\n",
+        "f.toml",
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("f.toml") && msg.contains("line 4") && msg.contains("max_server"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn checks_report_unknown_keys_bad_rules_and_destinies_by_line() {
+    let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n\n[policy.default.checks]\nspam_kil_level = 3\nbanned_names = [\"(unclosed\"]\nfinal_spam_destiny = \"drop\"\nspamd = \"localhost\"\n\n[[policy.default.checks.recipients]]\nmatch = [\".example.org\"]\nspam_lover = true\nspam_lovr = true\n";
+    let Err(ConfigError::Invalid(problems)) = Config::parse(text, "c.toml") else {
+        panic!("accepted")
+    };
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|p| p.starts_with("c.toml:12: policy.default.checks.spam_kil_level: unknown key")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|p| p.starts_with("c.toml:13: policy.default.checks.banned_names[0]: bad regular expression")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|p| p.starts_with("c.toml:14: policy.default.checks.final_spam_destiny")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|p| p.starts_with("c.toml:15: policy.default.checks.spamd")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|p| p.starts_with("c.toml:20: policy.default.checks.recipients[0].spam_lovr: unknown key")),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn per_recipient_settings_override_the_bank_first_match_wins() {
+    let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n\n[policy.default.checks]\nspam_kill_level = 5.0\n\n[[policy.default.checks.recipients]]\nmatch = [\"boss@example.com\"]\nspam_kill_level = 20.0\n\n[[policy.default.checks.recipients]]\nmatch = [\".example.com\"]\nspam_lover = true\n";
+    let c = Config::parse(text, "c.toml").unwrap();
+    let checks = &c.policy("default").unwrap().checks;
+    let boss = checks.recipient("boss@example.com", true);
+    assert_eq!((boss.kill_level, boss.spam_lover), (Some(20.0), false));
+    let staff = checks.recipient("staff@mx.example.com", true);
+    assert_eq!((staff.kill_level, staff.spam_lover), (Some(5.0), true));
+}
+
+#[test]
+fn networks_and_local_domains_match_like_amavisd_maps() {
+    let n = Network::parse("192.168.0.0/16").unwrap();
+    assert!(n.contains("192.168.4.5".parse().unwrap()));
+    assert!(!n.contains("192.169.0.1".parse().unwrap()));
+    assert!(n.contains("::ffff:192.168.1.1".parse().unwrap()));
+    assert!(Network::parse("::1").unwrap().contains("::1".parse().unwrap()));
+    let mut c = Config::load(None).unwrap();
+    let p = c.policies.get_mut("default").unwrap();
+    p.local_domains = vec!["example.com".into()];
+    assert!(p.is_local("a@example.com") && p.is_local("a@mx.Example.COM") && !p.is_local("a@example.org"));
+}
