@@ -16,8 +16,10 @@ use crate::message::{Ids, Reply};
 use crate::replies;
 
 /// What processes a complete transaction (the pipeline, or a test double). The ledger
-/// entry of a message closes here, once its answer was written to the client: a message
-/// whose answer did not go out is still in flight, and counted tempfailed if avisd dies.
+/// entry of a message closes here, with what avisd did with it, just before its answer is
+/// written: a message still in flight when avisd dies therefore never had a 2xx, and its
+/// sender surely retries (counted tempfailed at the restart). One relayed whose 2xx was
+/// then lost stays relayed, truthfully, and its retry is a second, counted message.
 pub trait Handler: Sync {
     /// Accounts for a message the protocol layer refused after its DATA; its outcome.
     fn refused(&self, slot: &WorkerSlot, refused: Refused, ids: Ids, mail_at: Instant, mail_ms: u64) -> Outcome;
@@ -142,9 +144,9 @@ where
                         out.extend_from_slice(r.reply.to_wire().as_bytes());
                         let (ids, at, ms) = mail.take().unwrap_or_else(|| fresh(slot, conn_number, txn));
                         let outcome = handler.refused(slot, *r, ids, at, ms);
+                        slot.message_answered(outcome);
                         let written = stream.write_all(&out).await;
                         out.clear();
-                        slot.message_answered(outcome);
                         slot.clear_ids();
                         if written.is_err() {
                             return Ending::IoError;
@@ -162,9 +164,9 @@ where
                         for r in replies {
                             out.extend_from_slice(r.to_wire().as_bytes());
                         }
+                        slot.message_answered(outcome);
                         let written = stream.write_all(&out).await;
                         out.clear();
-                        slot.message_answered(outcome);
                         slot.clear_ids();
                         if written.is_err() {
                             return Ending::IoError;
