@@ -350,6 +350,7 @@ impl Daemon {
             forwarder,
             events: Arc::clone(&self.events),
             hostname: rt.config.hostname.clone(),
+            quarantine_dir: rt.config.quarantine_dir.clone(),
         };
         let handler = PipelineHandler { ctx, peer };
         let stop = self.shutdown.subscribe();

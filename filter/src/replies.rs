@@ -2,7 +2,7 @@
 //! the protocol's, the pipeline's, decide's verdicts and the pipe delivery's. Texts
 //! follow amavisd-new's where checks and log parsers match them.
 
-use crate::message::Reply;
+use crate::message::{Ids, Reply};
 
 /// `220 <host> ESMTP avis service ready`.
 pub fn greeting(host: &str) -> Reply {
@@ -263,4 +263,9 @@ pub fn pipe_exit(prog: &str, code: Option<i32>) -> Reply {
 /// A delivery program that could not be run or finish.
 pub fn pipe_failed(what: &str) -> Reply {
     Reply::new(451, (4, 3, 0), format!("pipe: {what}"))
+}
+
+/// A quarantine copy written (the internal status of that delivery).
+pub fn quarantined(ids: &Ids) -> Reply {
+    Reply::new(250, (2, 6, 0), format!("Ok, quarantined, id={}", ids.log_id))
 }

@@ -112,7 +112,81 @@ fn a_virus_is_discarded_with_amavisds_reply_and_counted_by_name() {
     assert_eq!(snap.counter(Counter::OpsVirusCheck), 2);
     assert_eq!(snap.counter(Counter::ScannerClamdRequests), 2);
     assert_eq!(snap.viruses(), [("Fake.Virus".to_string(), 1)]);
-    assert_eq!(snap.counter(Counter::LedgerDiscarded), 1);
+    assert_eq!(
+        snap.counter(Counter::LedgerQuarantined),
+        1,
+        "discarded for all, kept in quarantine"
+    );
+    assert_eq!(snap.counter(Counter::QuarMsgsVirus), 1);
+    assert_eq!(snap.counter(Counter::OutMsgsSubmitQuar), 1);
+    let e = &avisd.events()[0];
+    let copy = dir
+        .join("state")
+        .join("quarantine")
+        .join(e["quarantine"].as_str().unwrap());
+    let text = std::fs::read_to_string(&copy).unwrap();
+    assert!(
+        text.starts_with("X-Envelope-From: <sender@example.org>\r\nX-Envelope-To: <user@example.com>\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("X-Quarantine-ID: <") && text.contains("VIRUS-MARKER"));
+    assert_eq!(e["quar_type"], "F");
+    assert!(e["actions_performed"].as_str().unwrap().ends_with("Quarantined"));
+}
+
+#[test]
+fn a_virus_lover_gets_the_message_with_its_quarantine_id_and_a_quarantine_that_cannot_be_written_tempfails() {
+    let dir = TempDir::new("checks-quarantine");
+    let backend = FakeMta::start(Behaviour::default());
+    let clamd = fakescan::clamd();
+    let checks = format!(
+        "virus_scanners = [\"tcp:127.0.0.1:{clamd}\"]\n\n[[policy.default.checks.recipients]]\nmatch = [\"lab@example.com\"]\nvirus_lover = true\n"
+    );
+    let avisd = start(&dir, &backend, &checks);
+    let r = send(
+        avisd.port,
+        false,
+        "sender@example.org",
+        &["lab@example.com"],
+        &message("sample", "VIRUS-MARKER"),
+    )
+    .unwrap();
+    assert!(
+        r.final_replies[0].starts_with("250 2.0.0 from MTA"),
+        "{:?}",
+        r.final_replies
+    );
+    let data = &backend.received()[0].data;
+    assert!(
+        data.contains("X-Quarantine-ID: <") && data.contains("X-Amavis-Alert: INFECTED"),
+        "{data}"
+    );
+    assert_eq!(avisd.snapshot().counter(Counter::LedgerRelayed), 1);
+    // The quarantine directory turns into a file: the next copy cannot be written.
+    let quarantine = dir.join("state").join("quarantine");
+    std::fs::remove_dir_all(&quarantine).unwrap();
+    std::fs::write(&quarantine, "not a directory").unwrap();
+    let r = send(
+        avisd.port,
+        false,
+        "sender@example.org",
+        &["lab@example.com"],
+        &message("sample", "VIRUS-MARKER"),
+    )
+    .unwrap();
+    assert!(
+        r.final_replies[0].starts_with("451 4.5.0 Error in processing"),
+        "{:?}",
+        r.final_replies
+    );
+    assert_eq!(
+        backend.received().len(),
+        1,
+        "nothing forwarded while the quarantine fails"
+    );
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::QuarAttemptTempFails), 1);
+    assert_eq!(snap.counter(Counter::LedgerTempFailed), 1);
 }
 
 #[test]

@@ -149,7 +149,15 @@ fn viruses_and_banned_files_are_discarded_spam_is_tagged_and_clean_mail_delivere
     assert_eq!(snap.counter(Counter::ContentBannedMsgs), 3);
     assert_eq!(snap.counter(Counter::ContentSpamMsgs), 3);
     assert_eq!(snap.counter(Counter::LedgerReceived), 59);
-    assert_eq!(snap.counter(Counter::LedgerDiscarded), 6);
+    assert_eq!(
+        snap.counter(Counter::LedgerQuarantined),
+        6,
+        "discarded for their recipients, kept in quarantine"
+    );
+    assert_eq!(
+        snap.counter(Counter::QuarMsgsVirus) + snap.counter(Counter::QuarMsgsBanned),
+        6
+    );
     assert_eq!(snap.counter(Counter::LedgerRelayed), 53);
     assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
 }

@@ -238,9 +238,9 @@ fn with_the_virus_scanner_down_avisd_tempfails_nothing_passes_unchecked_and_ever
     assert_eq!(t.postfix.tally().count(t.ports.avisd, "sent"), 31);
     assert_eq!(snap.counter(Counter::LedgerRelayed), 30);
     assert_eq!(
-        snap.counter(Counter::LedgerDiscarded),
+        snap.counter(Counter::LedgerQuarantined),
         1,
-        "the virus, once it could be scanned"
+        "the virus, once it could be scanned: discarded, kept in quarantine"
     );
     assert_eq!(snap.counter(Counter::ContentVirusMsgs), 1);
     assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);

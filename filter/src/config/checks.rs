@@ -27,6 +27,7 @@ pub(super) struct RawChecks {
     spam_max_size: Option<Spanned<i64>>,
     oversize_limit: Option<Spanned<i64>>,
     bad_header_checks: Option<bool>,
+    quarantine: Option<Vec<Spanned<String>>>,
     banned_names: Option<Vec<Spanned<String>>>,
     banned_types: Option<Vec<String>>,
     banned_mime_types: Option<Vec<String>>,
@@ -138,6 +139,9 @@ pub struct Checks {
     pub destinies: Destinies,
     /// Messages above are Oversized (0: never).
     pub oversize_limit: u64,
+    /// Categories whose messages get a quarantine copy (default virus, banned, spam), by
+    /// each recipient's blocking category, else its main one.
+    pub quarantine: Vec<agent_mib::ContentCategory>,
     defaults: RecipientPolicy,
     overrides: Vec<(Lookup, RawRecipient)>,
 }
@@ -341,6 +345,38 @@ impl Validator<'_> {
                 .to_vec()
             }),
         };
+        let quarantine = match &raw.quarantine {
+            // Bad-header mail is mostly legitimate mail from sloppy software; amavisd can
+            // quarantine it too, but a copy of each would fill the disk: opt in.
+            None => vec![
+                agent_mib::ContentCategory::Virus,
+                agent_mib::ContentCategory::Banned,
+                agent_mib::ContentCategory::Spam,
+            ],
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let cat = match c.get_ref().as_str() {
+                        "virus" => Some(agent_mib::ContentCategory::Virus),
+                        "banned" => Some(agent_mib::ContentCategory::Banned),
+                        "spam" => Some(agent_mib::ContentCategory::Spam),
+                        "bad_header" => Some(agent_mib::ContentCategory::BadHdr),
+                        "unchecked" => Some(agent_mib::ContentCategory::Unchecked),
+                        "clean" => Some(agent_mib::ContentCategory::Clean),
+                        _ => None,
+                    };
+                    if cat.is_none() {
+                        self.problem(
+                            &format!("{}[{i}]", k("quarantine")),
+                            c,
+                            "expected virus, banned, spam, bad_header, unchecked or clean",
+                        );
+                    }
+                    cat
+                })
+                .collect(),
+        };
         let mut defaults = RecipientPolicy::default();
         apply(&mut defaults, &raw.defaults);
         let overrides = raw
@@ -376,6 +412,7 @@ impl Validator<'_> {
             bad_header_checks: raw.bad_header_checks.unwrap_or(true),
             destinies,
             oversize_limit: oversize_limit as u64,
+            quarantine,
             defaults,
             overrides,
         }

@@ -78,6 +78,7 @@ struct RawDaemon {
     hostname: Option<Spanned<String>>,
     state_dir: Spanned<String>,
     scoreboard: Option<Spanned<String>>,
+    quarantine_dir: Option<Spanned<String>>,
     max_servers: Spanned<i64>,
     #[serde(default = "default_threshold")]
     spool_memory_threshold: Spanned<i64>,
@@ -288,6 +289,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The scoreboard file.
     pub scoreboard: PathBuf,
+    /// Where quarantined copies go (amavisd's `$QUARANTINEDIR`).
+    pub quarantine_dir: PathBuf,
     /// Workers: connections handled at once. Postfix's process limit for the filter
     /// transport must not exceed it.
     pub max_servers: usize,
@@ -415,6 +418,10 @@ impl Validator<'_> {
             .scoreboard
             .as_ref()
             .map_or_else(|| state_dir.join("scoreboard"), |s| PathBuf::from(s.get_ref()));
+        let quarantine_dir = d
+            .quarantine_dir
+            .as_ref()
+            .map_or_else(|| state_dir.join("quarantine"), |q| PathBuf::from(q.get_ref()));
         let max_servers = self.range(
             "daemon.max_servers",
             &d.max_servers,
@@ -494,6 +501,7 @@ impl Validator<'_> {
             hostname,
             state_dir,
             scoreboard,
+            quarantine_dir,
             max_servers,
             spool_memory_threshold,
             snmp_contact: d.snmp_contact.clone(),

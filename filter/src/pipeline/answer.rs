@@ -77,14 +77,22 @@ pub fn client_replies(envelope: &Envelope, results: &[RecipientResult], ids: &Id
     }
 }
 
-/// The one ledger outcome of a message.
-pub fn ledger_outcome(envelope: &Envelope, results: &[RecipientResult], client: &[Reply]) -> Outcome {
+/// The one ledger outcome of a message. A message delivered to nobody and kept in
+/// quarantine is `Quarantined` rather than `Discarded`.
+pub fn ledger_outcome(
+    envelope: &Envelope,
+    results: &[RecipientResult],
+    client: &[Reply],
+    quarantined: bool,
+) -> Outcome {
     let any = |s: &[Status]| results.iter().any(|r| s.contains(&r.status));
     let by_results = || {
         if any(&[Status::RelayedUntagged, Status::RelayedTagged]) {
             Outcome::Relayed
         } else if any(&[Status::Bounced, Status::NoBounce]) {
             Outcome::Bounced
+        } else if any(&[Status::Discarded]) && quarantined {
+            Outcome::Quarantined
         } else if any(&[Status::Discarded]) {
             Outcome::Discarded
         } else {

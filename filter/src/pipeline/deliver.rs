@@ -14,7 +14,7 @@ use crate::forward::client::ClientError;
 use crate::forward::{ConnUse, Outgoing};
 use crate::message::{Envelope, Recipient, Reply};
 use crate::receive::spool::{Spool, SpoolConfig};
-use crate::record::{Delivery, RecipientResult};
+use crate::record::{Delivery, DeliveryKind, RecipientResult};
 use crate::replies;
 
 /// The message being delivered, with its recipients' settings and verdicts.
@@ -165,7 +165,7 @@ pub(super) async fn forward_passed(
                 }
                 deliveries.push(Delivery {
                     protocol,
-                    dsn: false,
+                    kind: DeliveryKind::Relay,
                     conn: f.conn,
                     reuse_failed: f.reuse_failed,
                     replies: Some(f.replies),
@@ -190,7 +190,7 @@ pub(super) async fn forward_passed(
                 };
                 deliveries.push(Delivery {
                     protocol,
-                    dsn: false,
+                    kind: DeliveryKind::Relay,
                     conn,
                     reuse_failed: false,
                     replies: None,
@@ -319,7 +319,7 @@ pub(super) async fn bounce(
     };
     deliveries.push(Delivery {
         protocol,
-        dsn: true,
+        kind: DeliveryKind::Dsn,
         conn,
         reuse_failed,
         replies: replies_,

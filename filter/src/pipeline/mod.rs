@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use agent_mib::{Outcome, Status, WorkerSlot, WorkerState};
 
+use crate::act::quarantine::{Quarantined, store as quarantine_store};
 use crate::check::run::{self, CheckRun};
 use crate::check::{SpamOutcome, VirusOutcome};
 use crate::config::Policy;
@@ -36,6 +37,8 @@ pub struct Context {
     pub events: Arc<EventLog>,
     /// Our host name.
     pub hostname: String,
+    /// Where quarantine copies go.
+    pub quarantine_dir: std::path::PathBuf,
 }
 
 /// Facts about a transaction that the protocol layer knows.
@@ -76,6 +79,8 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
     let mut deliveries = Vec::new();
     let mut verdicts: Vec<Verdict> = Vec::new();
     let mut check_run: Option<CheckRun> = None;
+    let mut quarantined = Vec::new();
+    let mut quarantine_failures = 0;
     let sending_started;
     match checked {
         Err(e) => {
@@ -106,6 +111,37 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
             };
             verdicts = policies.iter().map(|p| decide::decide(&c.outcomes, p, &dctx)).collect();
             deliver::blocked(&envelope, &policies, &verdicts, &mut results);
+            let (kept, failures) = quarantine(ctx, slot, &envelope, &spool, &meta.ids, &verdicts, &mut deliveries);
+            if failures > 0 {
+                // amavisd: a quarantine that fails tempfails the message; it comes back.
+                let reply = replies::tempfail(
+                    &meta.ids.log_id,
+                    "quarantine",
+                    "the quarantine copy could not be written",
+                );
+                for (i, r) in envelope.recipients.iter().enumerate() {
+                    results[i] = Some(RecipientResult {
+                        address: r.address.clone(),
+                        orcpt: r.orcpt.clone(),
+                        local: policies[i].local,
+                        status: Status::TempFailed,
+                        response: reply.clone(),
+                        queued_as: None,
+                        blocking: None,
+                        spam_score: None,
+                    });
+                }
+            } else if let Some(q) = kept.first() {
+                for (v, p) in verdicts.iter_mut().zip(&policies) {
+                    if v.reply.is_none() && p.local {
+                        v.add_headers
+                            .push(("X-Quarantine-ID".into(), format!("<{}>", meta.ids.mail_id)));
+                    }
+                }
+                tracing::info!(log_id = %meta.ids.log_id, quarantine = %q.relative, "quarantined");
+            }
+            quarantined = kept;
+            quarantine_failures = failures;
             let passed: Vec<usize> = (0..verdicts.len()).filter(|&i| results[i].is_none()).collect();
             slot.set_state(WorkerState::Forward);
             sending_started = Instant::now();
@@ -150,7 +186,7 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
     let sending = sending_started.elapsed();
 
     let client_replies = answer::client_replies(&envelope, &results, &meta.ids);
-    let outcome = answer::ledger_outcome(&envelope, &results, &client_replies);
+    let outcome = answer::ledger_outcome(&envelope, &results, &client_replies, !quarantined.is_empty());
     let checks = check_run.map(|c| summarize(&c)).unwrap_or_default();
     let summary = MessageSummary {
         ids: meta.ids.clone(),
@@ -176,6 +212,8 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
         sending,
         total: meta.mail_at.elapsed(),
         checks,
+        quarantined,
+        quarantine_failures,
         envelope,
     };
     record::record_message(slot, &summary, &ctx.events);
@@ -244,11 +282,73 @@ pub fn refused(ctx: &Context, slot: &WorkerSlot, r: Refused, meta: TxMeta) -> Ou
         sending: std::time::Duration::ZERO,
         total: meta.mail_at.elapsed(),
         checks: CheckSummary::default(),
+        quarantined: Vec::new(),
+        quarantine_failures: 0,
         envelope,
     };
     record::record_message(slot, &summary, &ctx.events);
     slot.set_state(WorkerState::Done);
     outcome
+}
+
+/// Writes a quarantine copy per category the policy keeps, taken from each recipient's
+/// blocking category, else its main one (spam only at the kill level, as amavisd).
+/// Returns the copies written and how many failed.
+fn quarantine(
+    ctx: &Context,
+    slot: &WorkerSlot,
+    envelope: &crate::message::Envelope,
+    spool: &crate::receive::spool::Spool,
+    ids: &Ids,
+    verdicts: &[Verdict],
+    deliveries: &mut Vec<record::Delivery>,
+) -> (Vec<Quarantined>, usize) {
+    let keep = &ctx.policy.checks.quarantine;
+    let mut wanted: Vec<agent_mib::ContentCategory> = Vec::new();
+    for v in verdicts {
+        let cat = v.blocking.or_else(|| v.ccats.first().copied()).map(|c| c.0);
+        if let Some(cat) = cat.filter(|c| keep.contains(c) && !wanted.contains(c)) {
+            wanted.push(cat);
+        }
+    }
+    if wanted.is_empty() {
+        return (Vec::new(), 0);
+    }
+    slot.set_state(WorkerState::Quarantine);
+    let blocked: Vec<&str> = envelope
+        .recipients
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| v.reply.is_some())
+        .map(|(r, _)| r.address.as_str())
+        .collect();
+    let (mut kept, mut failures) = (Vec::new(), 0);
+    for cat in wanted {
+        // Disk writes of a possibly large message: off the reactor's other tasks.
+        let stored =
+            tokio::task::block_in_place(|| quarantine_store(&ctx.quarantine_dir, cat, envelope, &blocked, ids, spool));
+        let (replies, size) = match stored {
+            Ok(q) => {
+                let size = q.size;
+                kept.push(q);
+                (Some(vec![replies::quarantined(ids)]), size)
+            }
+            Err(e) => {
+                tracing::error!(log_id = %ids.log_id, error = %e, dir = %ctx.quarantine_dir.display(), "quarantine failed");
+                failures += 1;
+                (None, 0)
+            }
+        };
+        deliveries.push(record::Delivery {
+            protocol: "Local",
+            kind: record::DeliveryKind::Quarantine,
+            conn: crate::forward::ConnUse::None,
+            reuse_failed: false,
+            replies,
+            size,
+        });
+    }
+    (kept, failures)
 }
 
 fn message<'a>(

@@ -144,6 +144,10 @@ pub fn build(s: &MessageSummary) -> Value {
         m.insert("attached_file_names".into(), json!(c.file_names));
     }
     m.insert("dsn_sent".into(), json!(s.dsn_sent));
+    if let Some(q) = s.quarantined.first() {
+        m.insert("quarantine".into(), json!(q.relative));
+        m.insert("quar_type".into(), json!(q.quar_type));
+    }
     m.insert("originating".into(), json!(s.originating));
     let actions = actions_performed(s);
     if !actions.is_empty() {

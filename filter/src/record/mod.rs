@@ -51,10 +51,10 @@ impl RecipientResult {
 /// One forwarding transaction (the message itself or a generated one).
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// `SMTP`, `LMTP` or `Pipe`.
+    /// `SMTP`, `LMTP`, `Pipe` or `Local`.
     pub protocol: &'static str,
-    /// A generated message (DSN) rather than relayed mail.
-    pub dsn: bool,
+    /// What was handed on.
+    pub kind: DeliveryKind,
     /// How the connection was obtained.
     pub conn: ConnUse,
     /// A cached connection failed before a new one was used.
@@ -63,6 +63,17 @@ pub struct Delivery {
     pub replies: Option<Vec<Reply>>,
     /// Bytes sent.
     pub size: u64,
+}
+
+/// What a delivery carried (amavisd's relayed vs. submitted mail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryKind {
+    /// The message itself, forwarded.
+    Relay,
+    /// A DSN avisd generated.
+    Dsn,
+    /// A quarantine copy.
+    Quarantine,
 }
 
 /// Where the connection came from.
@@ -130,6 +141,10 @@ pub struct MessageSummary {
     pub content_name: String,
     /// What the checks found.
     pub checks: CheckSummary,
+    /// Quarantine copies written.
+    pub quarantined: Vec<crate::act::quarantine::Quarantined>,
+    /// Quarantine copies that could not be written (the message was tempfailed).
+    pub quarantine_failures: usize,
     /// Forwarding transactions.
     pub deliveries: Vec<Delivery>,
     /// A DSN was sent.
@@ -167,6 +182,7 @@ pub fn record_message(slot: &WorkerSlot, summary: &MessageSummary, events: &sink
     for d in &summary.deliveries {
         count_delivery(slot, d);
     }
+    count_quarantine(slot, summary);
     count_status(slot, summary);
     slot.bump(Counter::TimeElapsedReceiving, ms(summary.receiving));
     slot.bump(Counter::TimeElapsedSending, ms(summary.sending));
@@ -223,6 +239,31 @@ fn count_intake(slot: &WorkerSlot, s: &MessageSummary) {
     }
 }
 
+fn count_quarantine(slot: &WorkerSlot, s: &MessageSummary) {
+    let attempts = s.quarantined.len() + s.quarantine_failures;
+    if attempts == 0 {
+        return;
+    }
+    slot.bump(Counter::QuarMsgs, attempts as u64);
+    slot.bump(Counter::QuarMsgsSize, s.size * attempts as u64);
+    slot.bump(Counter::QuarAttemptTempFails, s.quarantine_failures as u64);
+    for q in &s.quarantined {
+        let (msgs, size) = match q.category {
+            ContentCategory::Virus => (Counter::QuarMsgsVirus, Counter::QuarMsgsSizeVirus),
+            ContentCategory::Banned => (Counter::QuarMsgsBanned, Counter::QuarMsgsSizeBanned),
+            ContentCategory::Spam => (Counter::QuarMsgsSpam, Counter::QuarMsgsSizeSpam),
+            ContentCategory::Spammy => (Counter::QuarMsgsSpammy, Counter::QuarMsgsSizeSpammy),
+            ContentCategory::BadHdr => (Counter::QuarMsgsBadHdr, Counter::QuarMsgsSizeBadHdr),
+            ContentCategory::Unchecked => (Counter::QuarMsgsUnchecked, Counter::QuarMsgsSizeUnchecked),
+            ContentCategory::Oversized => (Counter::QuarMsgsOversized, Counter::QuarMsgsSizeOversized),
+            ContentCategory::MtaFailed => (Counter::QuarMsgsMtaFailed, Counter::QuarMsgsSizeMtaFailed),
+            ContentCategory::Clean => (Counter::QuarMsgsClean, Counter::QuarMsgsSizeClean),
+        };
+        slot.bump(msgs, 1);
+        slot.bump(size, s.size);
+    }
+}
+
 fn count_content(slot: &WorkerSlot, s: &MessageSummary) {
     slot.bump(s.content.counter(Direction::All), 1);
     for d in s.directions() {
@@ -243,41 +284,40 @@ fn count_delivery(slot: &WorkerSlot, d: &Delivery) {
     if d.conn != ConnUse::None {
         slot.bump(Counter::OutConnTransact, 1);
     }
-    let (kind, proto, proto_kind): (Counter, Counter, Counter) = match (d.dsn, d.protocol) {
-        (false, "LMTP") => (
-            Counter::OutMsgsRelay,
+    let submitted = d.kind != DeliveryKind::Relay;
+    let kind = if submitted {
+        Counter::OutMsgsSubmit
+    } else {
+        Counter::OutMsgsRelay
+    };
+    let (proto, proto_relay, proto_submit) = match d.protocol {
+        "LMTP" => (
             Counter::OutMsgsProtoLMTP,
             Counter::OutMsgsProtoLMTPRelay,
-        ),
-        (false, "Pipe") => (
-            Counter::OutMsgsRelay,
-            Counter::OutMsgsProtoPipe,
-            Counter::OutMsgsProtoPipeRelay,
-        ),
-        (false, _) => (
-            Counter::OutMsgsRelay,
-            Counter::OutMsgsProtoSMTP,
-            Counter::OutMsgsProtoSMTPRelay,
-        ),
-        (true, "LMTP") => (
-            Counter::OutMsgsSubmit,
-            Counter::OutMsgsProtoLMTP,
             Counter::OutMsgsProtoLMTPSubmit,
         ),
-        (true, "Pipe") => (
-            Counter::OutMsgsSubmit,
+        "Pipe" => (
             Counter::OutMsgsProtoPipe,
+            Counter::OutMsgsProtoPipeRelay,
             Counter::OutMsgsProtoPipeSubmit,
         ),
-        (true, _) => (
-            Counter::OutMsgsSubmit,
+        "Local" => (
+            Counter::OutMsgsProtoLocal,
+            Counter::OutMsgsProtoLocalRelay,
+            Counter::OutMsgsProtoLocalSubmit,
+        ),
+        _ => (
             Counter::OutMsgsProtoSMTP,
+            Counter::OutMsgsProtoSMTPRelay,
             Counter::OutMsgsProtoSMTPSubmit,
         ),
     };
+    let proto_kind = if submitted { proto_submit } else { proto_relay };
     let mut bumped = vec![Counter::OutMsgs, kind, proto, proto_kind];
-    if d.dsn {
-        bumped.push(Counter::OutMsgsSubmitDsn);
+    match d.kind {
+        DeliveryKind::Relay => {}
+        DeliveryKind::Dsn => bumped.push(Counter::OutMsgsSubmitDsn),
+        DeliveryKind::Quarantine => bumped.push(Counter::OutMsgsSubmitQuar),
     }
     for c in &bumped {
         slot.bump(*c, 1);
@@ -304,6 +344,10 @@ fn size_counter(c: Counter) -> Option<Counter> {
         Counter::OutMsgsRelay => Counter::OutMsgsSizeRelay,
         Counter::OutMsgsSubmit => Counter::OutMsgsSizeSubmit,
         Counter::OutMsgsSubmitDsn => Counter::OutMsgsSizeSubmitDsn,
+        Counter::OutMsgsSubmitQuar => Counter::OutMsgsSizeSubmitQuar,
+        Counter::OutMsgsProtoLocal => Counter::OutMsgsSizeProtoLocal,
+        Counter::OutMsgsProtoLocalRelay => Counter::OutMsgsSizeProtoLocalRelay,
+        Counter::OutMsgsProtoLocalSubmit => Counter::OutMsgsSizeProtoLocalSubmit,
         Counter::OutMsgsProtoSMTP => Counter::OutMsgsSizeProtoSMTP,
         Counter::OutMsgsProtoSMTPRelay => Counter::OutMsgsSizeProtoSMTPRelay,
         Counter::OutMsgsProtoSMTPSubmit => Counter::OutMsgsSizeProtoSMTPSubmit,
@@ -349,6 +393,9 @@ pub fn actions_performed(s: &MessageSummary) -> Vec<String> {
         if !out.contains(&entry) {
             out.push(entry);
         }
+    }
+    if !s.quarantined.is_empty() {
+        out.push("Quarantined".to_string());
     }
     out
 }

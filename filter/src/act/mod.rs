@@ -2,6 +2,8 @@
 //! delivery status notification (RFC 3464) for recipients the back end refused after
 //! the client was already promised delivery (one ESMTP reply must stand for all).
 
+pub mod quarantine;
+
 use std::fmt::Write as _;
 
 use crate::message::{Envelope, Ids, Recipient, Reply};

@@ -1,0 +1,164 @@
+//! act: the local file quarantine (amavisd's `local:` method). One copy per message and
+//! category (`virus-<mail_id>`, `banned-…`, `spam-….gz`, `badh-…`), in a sub-directory
+//! named by the mail id's first character, with the envelope prepended as amavisd does
+//! (X-Envelope-From, X-Envelope-To, X-Envelope-To-Blocked, X-Quarantine-ID), written to a
+//! temporary name, synced and renamed, so a copy is either whole or absent.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use agent_mib::ContentCategory;
+
+use crate::message::{Envelope, Ids};
+use crate::receive::spool::Spool;
+
+/// One quarantined copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The category it was kept for.
+    pub category: ContentCategory,
+    /// Its path relative to the quarantine directory (`V/virus-V0Ab…`).
+    pub relative: String,
+    /// amavisd's quarantine type: `F` file, `Z` gzipped file.
+    pub quar_type: &'static str,
+    /// Bytes written (before compression).
+    pub size: u64,
+}
+
+/// The file name prefix amavisd uses for a category, and whether it is gzipped.
+pub fn naming(category: ContentCategory) -> (&'static str, bool) {
+    match category {
+        ContentCategory::Virus => ("virus", false),
+        ContentCategory::Banned => ("banned", false),
+        ContentCategory::Spam | ContentCategory::Spammy => ("spam", true),
+        ContentCategory::BadHdr => ("badh", false),
+        ContentCategory::Unchecked => ("unchecked", false),
+        ContentCategory::Oversized => ("oversized", false),
+        ContentCategory::MtaFailed => ("mta", false),
+        ContentCategory::Clean => ("clean", false),
+    }
+}
+
+/// Writes the quarantine copy of a message for `category`. `blocked` are the recipients
+/// that did not get it (X-Envelope-To-Blocked).
+pub fn store(
+    dir: &Path,
+    category: ContentCategory,
+    envelope: &Envelope,
+    blocked: &[&str],
+    ids: &Ids,
+    spool: &Spool,
+) -> io::Result<Quarantined> {
+    let (prefix, gzip) = naming(category);
+    let first = ids.mail_id.chars().next().unwrap_or('_').to_string();
+    let sub = dir.join(&first);
+    fs::create_dir_all(&sub)?;
+    let name = format!("{prefix}-{}{}", ids.mail_id, if gzip { ".gz" } else { "" });
+    let path = sub.join(&name);
+    let tmp: PathBuf = sub.join(format!(".{name}.tmp"));
+    let rcpts: Vec<String> = envelope.recipients.iter().map(|r| format!("<{}>", r.address)).collect();
+    let blocked: Vec<String> = blocked.iter().map(|r| format!("<{r}>")).collect();
+    let mut head = format!(
+        "X-Envelope-From: <{}>\r\nX-Envelope-To: {}\r\n",
+        envelope.mail_from,
+        rcpts.join(",\r\n ")
+    );
+    if !blocked.is_empty() {
+        head.push_str(&format!("X-Envelope-To-Blocked: {}\r\n", blocked.join(",\r\n ")));
+    }
+    head.push_str(&format!("X-Quarantine-ID: <{}>\r\n", ids.mail_id));
+    let result = (|| {
+        let file = File::create(&tmp)?;
+        let mut reader = spool.reader()?;
+        let size = head.len() as u64 + spool.len();
+        if gzip {
+            let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+            gz.write_all(head.as_bytes())?;
+            copy(&mut reader, &mut gz)?;
+            gz.finish()?.sync_all()?;
+        } else {
+            let mut file = file;
+            file.write_all(head.as_bytes())?;
+            copy(&mut reader, &mut file)?;
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        Ok(size)
+    })();
+    match result {
+        Ok(size) => Ok(Quarantined {
+            category,
+            relative: format!("{first}/{name}"),
+            quar_type: if gzip { "Z" } else { "F" },
+            size,
+        }),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn copy(from: &mut impl Read, to: &mut impl Write) -> io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n])?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Body, Recipient, XForward};
+    use crate::receive::spool::SpoolConfig;
+
+    #[test]
+    fn a_copy_is_whole_with_its_envelope_and_spam_is_gzipped() {
+        let dir = std::env::temp_dir().join(format!("avis-quar-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut spool = Spool::new(
+            SpoolConfig {
+                dir: dir.clone(),
+                memory_threshold: 1 << 20,
+            },
+            "q",
+        );
+        spool.write(b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        let envelope = Envelope {
+            mail_from: "a@x.org".into(),
+            recipients: vec![Recipient {
+                address: "b@y.org".into(),
+                orcpt: None,
+                notify: Default::default(),
+            }],
+            body: Body::SevenBit,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+            declared_size: None,
+            xforward: XForward::default(),
+            helo: "h".into(),
+            lmtp: false,
+        };
+        let ids = Ids {
+            log_id: "00000-01".into(),
+            mail_id: "AbCdEfGhIjKl".into(),
+        };
+        let q = store(&dir, ContentCategory::Virus, &envelope, &["b@y.org"], &ids, &spool).unwrap();
+        assert_eq!((q.relative.as_str(), q.quar_type), ("A/virus-AbCdEfGhIjKl", "F"));
+        let text = fs::read_to_string(dir.join(&q.relative)).unwrap();
+        assert!(text.starts_with("X-Envelope-From: <a@x.org>\r\nX-Envelope-To: <b@y.org>\r\nX-Envelope-To-Blocked: <b@y.org>\r\nX-Quarantine-ID: <AbCdEfGhIjKl>\r\nSubject: x"));
+        let q = store(&dir, ContentCategory::Spam, &envelope, &[], &ids, &spool).unwrap();
+        assert_eq!(q.relative, "A/spam-AbCdEfGhIjKl.gz");
+        let mut gz = flate2::read::GzDecoder::new(File::open(dir.join(&q.relative)).unwrap());
+        let mut out = String::new();
+        gz.read_to_string(&mut out).unwrap();
+        assert!(out.ends_with("body\r\n"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
