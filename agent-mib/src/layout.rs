@@ -79,7 +79,8 @@ pub mod slot {
     pub const IN_FLIGHT: usize = 6;
     /// Connections this slot accepted.
     pub const CONNECTIONS: usize = 7;
-    /// Mail id, 32 bytes of ASCII, NUL padded.
+    /// Task id, 32 bytes of ASCII, NUL padded: avisd writes its log id here (`00003-12`),
+    /// what amavisd-nanny shows as the task of a busy child.
     pub const MAIL_ID: usize = 8;
     /// MTA queue id, 32 bytes of ASCII, NUL padded.
     pub const QUEUE_ID: usize = 12;

@@ -38,7 +38,7 @@ pub struct SlotView {
     pub in_flight: u64,
     /// Connections accepted by this slot.
     pub connections: u64,
-    /// Current mail id, empty when none.
+    /// Current task id (avisd writes its log id, as amavisd-nanny shows), empty when none.
     pub mail_id: String,
     /// Current MTA queue id, empty when none.
     pub queue_id: String,

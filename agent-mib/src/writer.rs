@@ -454,7 +454,8 @@ impl WorkerSlot {
         });
     }
 
-    /// Shows the current mail id and MTA queue id (each cut to 31 bytes).
+    /// Shows the current task id (avisd passes its log id) and MTA queue id (each cut to
+    /// 31 bytes).
     pub fn set_ids(&self, mail_id: &str, queue_id: &str) {
         let (b, s) = (&self.board, self.index);
         b.write_slot(s, |b| {
