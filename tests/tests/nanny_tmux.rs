@@ -202,14 +202,24 @@ fn nanny_in_tmux_shows_avisd_workers_forwarding_under_load_and_quits_cleanly() {
     use tests::avisd::{Avisd, config_text};
     use tests::mta::{Behaviour, FakeMta, send};
     let dir = TempDir::new("nanny-tmux-avisd");
+    // A back end that holds `slow-*` messages 8 s: long enough to be seen under CI load.
     let backend = FakeMta::start(Behaviour {
-        slow: Duration::from_secs(4),
+        slow: Duration::from_secs(8),
         ..Behaviour::default()
     });
     let port = tests::free_tcp_port();
     let cfg = config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", backend.port), 4, "");
     let avisd = Avisd::start(dir.path(), &cfg, port);
-    // Two messages held by a slow back end: two workers busy forwarding.
+    let command = format!(
+        "{} --scoreboard {} -w 0.2; echo NANNY-EXIT=$?; exec cat",
+        bin("avis-nanny").display(),
+        avisd.scoreboard.display()
+    );
+    let tmux = Tmux::start(&dir.join("tmux.sock"), &command);
+    // The nanny is up and shows avisd's four idle workers before the load starts.
+    tmux.wait("avisd's idle workers", |s| {
+        s.contains("00003") && !s.contains("filter not running")
+    });
     let clients: Vec<_> = (0..2)
         .map(|i| {
             std::thread::spawn(move || {
@@ -223,14 +233,8 @@ fn nanny_in_tmux_shows_avisd_workers_forwarding_under_load_and_quits_cleanly() {
             })
         })
         .collect();
-    let command = format!(
-        "{} --scoreboard {} -w 0.2; echo NANNY-EXIT=$?; exec cat",
-        bin("avis-nanny").display(),
-        avisd.scoreboard.display()
-    );
-    let tmux = Tmux::start(&dir.join("tmux.sock"), &command);
     let screen = tmux.wait("avisd's workers forwarding", |s| {
-        s.matches(" F forwarding").count() == 2
+        s.matches(" F forwarding").count() == 2 && s.contains("busy 2 idle 2")
     });
     assert!(screen.contains("busy 2 idle 2"), "{screen}");
     tmux.keys("q");
