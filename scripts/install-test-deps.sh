@@ -32,8 +32,9 @@ if ((${#missing[@]})); then
   done
 fi
 
-# net-snmp's tools must find the standard MIB modules and ours (snmp-mibs-downloader is
-# non-free; the SNMPv2 modules ship with libsnmp-base, which snmp depends on).
+# Every tool the end-to-end tests start must be here now (the tests load our MIB with
+# minimal SNMPv2-SMI/TC stand-ins from agent-mib/mib/ietf: Debian's IETF modules are in
+# non-free snmp-mibs-downloader, which downloads them).
 for tool in snmpget snmpbulkwalk snmptranslate snmpd tmux swaks smtp-source smtp-sink postconf clamd spamd rspamd; do
   command -v "$tool" >/dev/null 2>&1 || { [ -x "/usr/sbin/$tool" ] || { echo "missing after install: $tool" >&2; exit 1; }; }
 done
