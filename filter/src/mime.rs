@@ -3,24 +3,23 @@
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
-/// One MIME leaf part, decoded from its transfer encoding.
-#[derive(Debug, Clone)]
-pub struct MimePart {
+/// One MIME leaf part, decoded from its transfer encoding, lent to the caller while the
+/// parsed message lives (so a large attachment is never copied once more).
+#[derive(Debug, Clone, Copy)]
+pub struct MimePart<'a> {
     /// Declared file name (Content-Disposition filename or Content-Type name).
-    pub name: Option<String>,
+    pub name: Option<&'a str>,
     /// Declared type, `type/subtype`, lower case.
-    pub declared_type: Option<String>,
+    pub declared_type: Option<&'a str>,
     /// The decoded content.
-    pub content: Vec<u8>,
+    pub content: &'a [u8],
     /// Nesting depth of message/rfc822 it sits in (0 = top level).
     pub depth: usize,
 }
 
-/// What the parser found in a message.
+/// What the parser found in a message (its leaf parts go to the caller's closure).
 #[derive(Debug, Clone, Default)]
 pub struct MimeMessage {
-    /// Leaf parts, in order.
-    pub parts: Vec<MimePart>,
     /// A part had a transfer-encoding or structure problem.
     pub encoding_problem: bool,
     /// No header section could be found at all.
@@ -60,9 +59,15 @@ fn ids(v: &mail_parser::HeaderValue<'_>) -> Vec<String> {
     }
 }
 
-/// Parses `raw`, descending into nested messages up to `max_depth`, keeping at most
-/// `max_parts` leaves; parts beyond are reported through `truncated`.
-pub fn parse(raw: &[u8], max_depth: usize, max_parts: usize) -> (MimeMessage, bool) {
+/// Parses `raw`, descending into nested messages up to `max_depth`, handing at most
+/// `max_parts` leaves to `on_part` in order; parts beyond are reported through the
+/// returned `truncated` flag.
+pub fn parse(
+    raw: &[u8],
+    max_depth: usize,
+    max_parts: usize,
+    on_part: &mut dyn FnMut(MimePart<'_>),
+) -> (MimeMessage, bool) {
     let Some(msg) = MessageParser::default().parse(raw) else {
         return (
             MimeMessage {
@@ -90,45 +95,54 @@ pub fn parse(raw: &[u8], max_depth: usize, max_parts: usize) -> (MimeMessage, bo
         ..MimeMessage::default()
     };
     let mut truncated = false;
-    collect(&msg, 0, max_depth, max_parts, &mut out, &mut truncated);
+    let mut seen = 0;
+    let mut walk = Walk {
+        max_depth,
+        max_parts,
+        seen: &mut seen,
+        truncated: &mut truncated,
+        on_part,
+    };
+    collect(&msg, 0, &mut walk, &mut out);
     (out, truncated)
 }
 
-fn collect(
-    msg: &mail_parser::Message<'_>,
-    depth: usize,
+struct Walk<'w, 'f> {
     max_depth: usize,
     max_parts: usize,
-    out: &mut MimeMessage,
-    truncated: &mut bool,
-) {
+    seen: &'w mut usize,
+    truncated: &'w mut bool,
+    on_part: &'w mut (dyn FnMut(MimePart<'_>) + 'f),
+}
+
+fn collect(msg: &mail_parser::Message<'_>, depth: usize, walk: &mut Walk<'_, '_>, out: &mut MimeMessage) {
     for part in &msg.parts {
         out.encoding_problem |= part.is_encoding_problem;
-        let name = part.attachment_name().map(str::to_string);
         let declared_type = part.content_type().map(|ct| match ct.subtype() {
             Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
             None => ct.ctype().to_ascii_lowercase(),
         });
-        let content: Vec<u8> = match &part.body {
+        let content: &[u8] = match &part.body {
             PartType::Multipart(_) => continue,
             PartType::Message(inner) => {
-                if depth + 1 > max_depth {
-                    *truncated = true;
+                if depth + 1 > walk.max_depth {
+                    *walk.truncated = true;
                 } else {
-                    collect(inner, depth + 1, max_depth, max_parts, out, truncated);
+                    collect(inner, depth + 1, walk, out);
                 }
                 continue;
             }
-            PartType::Text(t) | PartType::Html(t) => t.as_bytes().to_vec(),
-            PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
+            PartType::Text(t) | PartType::Html(t) => t.as_bytes(),
+            PartType::Binary(b) | PartType::InlineBinary(b) => b,
         };
-        if out.parts.len() >= max_parts {
-            *truncated = true;
+        if *walk.seen >= walk.max_parts {
+            *walk.truncated = true;
             return;
         }
-        out.parts.push(MimePart {
-            name,
-            declared_type,
+        *walk.seen += 1;
+        (walk.on_part)(MimePart {
+            name: part.attachment_name(),
+            declared_type: declared_type.as_deref(),
             content,
             depth,
         });
@@ -142,7 +156,9 @@ mod tests {
     #[test]
     fn header_facts_are_read() {
         let raw = b"From: A <a@x.org>\r\nSender: s@x.org\r\nTo: b@y.org, C <c@y.org>\r\nCc: d@z.org\r\nIn-Reply-To: <p1@x>\r\nReferences: <p0@x> <p1@x>\r\nUser-Agent: Mutt/2.2\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\n\r\nbody\r\n";
-        let (m, truncated) = parse(raw, 5, 10);
+        let mut parts = 0;
+        let (m, truncated) = parse(raw, 5, 10, &mut |_| parts += 1);
+        assert_eq!(parts, 1);
         assert!(!truncated);
         assert_eq!(m.subject.as_deref(), Some("caf\u{e9}"));
         assert_eq!(m.from, ["a@x.org"]);

@@ -570,3 +570,24 @@ fn a_message_refused_for_its_size_after_data_is_on_the_ledger_counted_and_logged
     .unwrap();
     assert!(ok.final_replies[0].starts_with("250"));
 }
+
+#[test]
+fn a_twenty_megabyte_message_goes_through_the_file_spool_and_arrives_intact() {
+    let dir = TempDir::new("relay-large");
+    let backend = FakeMta::start(Behaviour::default());
+    let avisd = start(&dir, &backend, false, 2);
+    let line = format!("{}\r\n", "0123456789abcdef".repeat(4));
+    let body = format!(
+        "From: a@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\nSubject: big\r\n\r\n{}",
+        line.repeat(20 * 1024 * 1024 / line.len())
+    );
+    let r = send(avisd.port, false, "a@example.org", &["b@example.com"], &body).unwrap();
+    assert!(r.final_replies[0].starts_with("250"), "{:?}", r.final_replies);
+    let got = &backend.received()[0].data;
+    assert!(got.ends_with(&body), "the body arrived byte for byte");
+    let e = &avisd.events()[0];
+    assert!(e["size"].as_u64().unwrap() >= 20 * 1024 * 1024 - 100);
+    let spool = dir.join("state").join("spool");
+    let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "the spool file is removed once the message is answered");
+}

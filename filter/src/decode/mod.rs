@@ -211,13 +211,25 @@ impl Walker {
 
 /// Decodes a whole message.
 pub fn decode(raw: &[u8], limits: Limits) -> Decoded {
-    let (msg, truncated) = mime::parse(raw, limits.max_depth, limits.max_parts);
     let mut w = Walker {
         limits,
         started: Instant::now(),
         used: 0,
         out: Decoded::default(),
     };
+    let (max_depth, max_parts) = (w.limits.max_depth, w.limits.max_parts);
+    let mut index = 0;
+    let (msg, truncated) = mime::parse(raw, max_depth, max_parts, &mut |p| {
+        index += 1;
+        let path = format!("p{index:03}");
+        w.add(
+            path,
+            p.name.map(str::to_string),
+            p.declared_type.map(str::to_string),
+            p.content,
+            p.depth,
+        );
+    });
     w.out.mime_error = msg.encoding_problem || msg.unparsable;
     w.out.subject = msg.subject;
     w.out.from = msg.from;
@@ -229,12 +241,8 @@ pub fn decode(raw: &[u8], limits: Limits) -> Decoded {
         references: msg.references,
         user_agent: msg.user_agent,
     };
-    if truncated {
+    if truncated && w.out.hold.is_none() {
         w.out.hold = Some(Hold::Parts);
-    }
-    for (i, p) in msg.parts.into_iter().enumerate() {
-        let path = format!("p{:03}", i + 1);
-        w.add(path, p.name, p.declared_type, &p.content, p.depth);
     }
     w.out
 }
