@@ -137,6 +137,8 @@ fn session(stream: TcpStream, b: &Behaviour, store: &Mutex<Vec<Received>>) -> st
                 ""
             };
             w.write_all(format!("250-fake.test\r\n250-PIPELINING\r\n250-SIZE\r\n250-8BITMIME\r\n250-DSN\r\n{xf}250 ENHANCEDSTATUSCODES\r\n").as_bytes())?;
+        } else if upper.starts_with("HELO") {
+            w.write_all(b"250 fake.test\r\n")?;
         } else if upper.starts_with("XFORWARD") {
             xforward.push(cmd.clone());
             w.write_all(b"250 2.0.0 Ok\r\n")?;

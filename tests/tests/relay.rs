@@ -591,3 +591,138 @@ fn a_twenty_megabyte_message_goes_through_the_file_spool_and_arrives_intact() {
     let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "the spool file is removed once the message is answered");
 }
+
+#[test]
+fn a_back_end_slower_than_the_forward_timeout_gets_the_message_tempfailed() {
+    let dir = TempDir::new("relay-slow-backend");
+    let backend = FakeMta::start(Behaviour {
+        slow: Duration::from_secs(6),
+        ..Behaviour::default()
+    });
+    let port = free_tcp_port();
+    let mut cfg = config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", backend.port), 2, "");
+    cfg = cfg.replace("forward_timeout = 20", "forward_timeout = 2");
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    let started = std::time::Instant::now();
+    let r = send(
+        port,
+        false,
+        "a@example.org",
+        &["slow-1@example.com"],
+        "From: a@example.org\r\n\r\nx\r\n",
+    )
+    .unwrap();
+    assert!(r.final_replies[0].starts_with("451 4.5.0"), "{:?}", r.final_replies);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "answered within avisd's own bound"
+    );
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::ScannerBackendTimeouts), 1);
+    assert_eq!(snap.counter(Counter::LedgerTempFailed), 1);
+}
+
+#[test]
+fn a_slowloris_client_is_cut_off_with_421_after_the_idle_timeout_however_it_drips() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("relay-slowloris");
+    let backend = FakeMta::start(Behaviour::default());
+    let port = free_tcp_port();
+    let cfg = config_text(
+        dir.path(),
+        port,
+        &format!("smtp:[127.0.0.1]:{}", backend.port),
+        2,
+        "idle_timeout = 2",
+    );
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = std::time::Instant::now();
+    // One byte every 300 ms, never a whole line: each read is quick, the command never ends.
+    let mut writer = s.try_clone().unwrap();
+    let dripper = std::thread::spawn(move || {
+        for b in b"EHLO very.slow.client.example.org.and.more.and.more".iter() {
+            if writer.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let mut all = String::new();
+    let _ = s.read_to_string(&mut all);
+    assert!(all.contains("\r\n421 4.4.2 avis.test Error: timeout exceeded"), "{all}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut off after about 2 s, took {:?}",
+        started.elapsed()
+    );
+    let _ = dripper.join();
+    drop(avisd);
+}
+
+#[test]
+fn two_thousand_messages_in_twenty_sessions_arrive_byte_identical_counted_and_logged() {
+    let smtp_source = require_tool("smtp-source");
+    let dir = TempDir::new("relay-2000");
+    let backend = FakeMta::start(Behaviour::default());
+    let reference = FakeMta::start(Behaviour::default());
+    let avisd = start(&dir, &backend, false, 20);
+    let load = |port: u16| {
+        let status = Command::new(&smtp_source)
+            .args([
+                "-s",
+                "20",
+                "-m",
+                "2000",
+                "-l",
+                "1024",
+                "-f",
+                "load@example.org",
+                "-t",
+                "sink@example.com",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    load(reference.port);
+    load(avisd.port);
+    let through = backend.received();
+    assert_eq!(through.len(), 2000, "every message arrived once");
+    // smtp-source's messages differ only in their Date and Message-ID fields: through
+    // avisd each is the message smtp-source sent, with avisd's Received field in front,
+    // the same header field names and the body byte for byte.
+    let reference = &reference.received()[0].data;
+    let split = |m: &str| -> (Vec<String>, String) {
+        let (head, body) = m.split_once("\r\n\r\n").unwrap_or((m, ""));
+        let names = head
+            .split("\r\n")
+            .filter(|l| !l.starts_with([' ', '\t']))
+            .map(|l| l.split(':').next().unwrap_or("").to_ascii_lowercase())
+            .collect();
+        (names, body.to_string())
+    };
+    let (ref_names, ref_body) = split(reference);
+    for m in &through {
+        let (mut names, body) = split(&m.data);
+        assert_eq!(names.first().map(String::as_str), Some("received"), "{}", m.data);
+        names.remove(0);
+        assert_eq!(names, ref_names, "no header field added or lost but avisd's Received");
+        assert_eq!(body, ref_body, "the body arrived byte for byte");
+    }
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::InMsgs), 2000);
+    assert_eq!(snap.counter(Counter::InMsgsRecips), 2000);
+    assert_eq!(snap.counter(Counter::LedgerRelayed), 2000);
+    assert_eq!(snap.counter(Counter::OutMsgsDelivers), 2000);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+    let events = avisd.events();
+    assert_eq!(events.len(), 2000, "one event per message");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["schema"] == "avis.message/1" && e["action"][0] == "PASS")
+    );
+}

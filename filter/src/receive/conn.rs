@@ -93,6 +93,7 @@ where
     let mut buf = vec![0u8; READ_CHUNK];
     let mut txn: u32 = 0;
     let mut mail: Option<(Ids, Instant, u64)> = None;
+    let mut last_command = Instant::now();
     loop {
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
@@ -104,10 +105,14 @@ where
             let _ = stream.write_all(replies::shutting_down().to_wire().as_bytes()).await;
             return Ending::Shutdown;
         }
+        // Between commands the idle timeout bounds the whole next command, not each read:
+        // a client dripping a byte at a time (slowloris) is cut off all the same. During
+        // DATA each read is bounded by the data timeout.
         let wait = if session.in_data() {
+            last_command = Instant::now();
             settings.data_timeout
         } else {
-            settings.idle_timeout
+            settings.idle_timeout.saturating_sub(last_command.elapsed())
         };
         let n = tokio::select! {
             r = tokio::time::timeout(wait, stream.read(&mut buf)) => match r {
@@ -122,6 +127,7 @@ where
             _ = shutdown.changed(), if !*shutdown.borrow() => continue,
         };
         session.feed(&buf[..n], &mut outputs);
+        let answered_something = !outputs.is_empty();
         // A transaction's answer may unblock pipelined input already buffered.
         while !outputs.is_empty() {
             let mut progressed = false;
@@ -179,6 +185,10 @@ where
             if progressed {
                 session.feed(&[], &mut outputs);
             }
+        }
+        if answered_something {
+            // The clock of the next command starts once this one is answered.
+            last_command = Instant::now();
         }
     }
 }
