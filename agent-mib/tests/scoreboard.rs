@@ -313,3 +313,85 @@ fn virus_names_are_counted_and_an_overflowing_table_folds_into_other() {
     );
     assert!(v.iter().any(|(n, c)| n == "(other)" && *c == 100 - 61));
 }
+
+/// Run as a child: write worker states, ids and ledger transitions as fast as possible,
+/// each task id one digit repeated over all four of its words (a torn read mixes digits).
+#[test]
+fn busy_writer_child() {
+    let Some(path) = std::env::var_os("AVIS_BUSY_CHILD") else {
+        return;
+    };
+    let board = Scoreboard::open(&PathBuf::from(path), &info(2)).expect("child open");
+    let slots: Vec<_> = (0..2).map(|i| board.take_slot(i).expect("slot")).collect();
+    println!("ready");
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let mut n = 0u64;
+    while std::time::Instant::now() < until {
+        for s in &slots {
+            s.message_received();
+            s.set_state(if n % 2 == 0 {
+                WorkerState::Virus
+            } else {
+                WorkerState::Forward
+            });
+            s.message_answered(Outcome::Relayed);
+            let digit = char::from(b'0' + (n % 10) as u8);
+            s.set_ids(&digit.to_string().repeat(31), &digit.to_string().repeat(31));
+            s.bump(Counter::InMsgs, 1);
+        }
+        n += 1;
+    }
+}
+
+#[test]
+fn a_reader_in_another_process_never_sees_a_torn_slot_or_an_unbalanced_ledger() {
+    use std::io::BufRead;
+    let path = temp_path("two-processes");
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args(["--exact", "busy_writer_child", "--nocapture"])
+        .env("AVIS_BUSY_CHILD", &path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn writer");
+    let stdout = child.stdout.take().expect("stdout");
+    assert!(
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("ready"))
+    );
+    let mut reader = Reader::new(&path);
+    let mut checked = 0;
+    while child.try_wait().expect("wait").is_none() {
+        let snap = reader.snapshot().expect("snapshot");
+        assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+        for s in &snap.slots()[..2] {
+            // The seqlock: words written in one update are read together.
+            if let Some(first) = s.mail_id.chars().next() {
+                assert!(
+                    s.mail_id.len() == 31 && s.mail_id.chars().all(|c| c == first),
+                    "torn slot {s:?}"
+                );
+                assert_eq!(s.queue_id, s.mail_id, "torn slot {s:?}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 10, "only {checked} snapshots");
+    println!("{checked} snapshots read from another process while it wrote");
+}
+
+#[test]
+fn a_file_of_another_layout_is_refused_with_a_message_naming_both_layouts() {
+    let path = temp_path("layout");
+    drop(open(&path, 1));
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[8..16].copy_from_slice(&99u64.to_le_bytes()); // the layout version word
+    std::fs::write(&path, bytes).expect("write");
+    let err = Reader::new(&path).snapshot().expect_err("another layout").to_string();
+    let ours = agent_mib::layout::LAYOUT_VERSION;
+    assert!(
+        err.contains("layout version 99") && err.contains(&format!("reads {ours}")),
+        "{err}"
+    );
+}
