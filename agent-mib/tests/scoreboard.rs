@@ -329,7 +329,7 @@ fn busy_writer_child() {
     while std::time::Instant::now() < until {
         for s in &slots {
             s.message_received();
-            s.set_state(if n % 2 == 0 {
+            s.set_state(if n.is_multiple_of(2) {
                 WorkerState::Virus
             } else {
                 WorkerState::Forward
