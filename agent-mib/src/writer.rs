@@ -241,11 +241,6 @@ impl Scoreboard {
         Some(slot)
     }
 
-    /// Slots that `open` marked idle or that are taken.
-    pub fn slot_count(&self) -> usize {
-        self.regions.n_slots
-    }
-
     fn word(&self, i: usize) -> &AtomicU64 {
         // Indices are computed from our own regions, always in bounds of our own file.
         self.words.get(i).unwrap_or(&DUMMY)

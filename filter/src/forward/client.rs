@@ -149,11 +149,6 @@ impl Connection {
         Ok(c)
     }
 
-    /// The back end's capabilities.
-    pub fn capabilities(&self) -> &Capabilities {
-        &self.caps
-    }
-
     /// Sends one transaction: XFORWARD, MAIL, RCPTs, DATA, `prepend` then the spooled
     /// body (dot-stuffed). Returns one outcome per recipient, in envelope order.
     pub async fn transaction(

@@ -82,13 +82,8 @@ async fn run(argv: &[String], sender: &str, rcpts: &[&str], msg: &Outgoing<'_>, 
     match result {
         Err(_) => crate::replies::pipe_failed(&format!("{prog} timed out")),
         Ok((_, Err(e))) => crate::replies::pipe_failed(&format!("waiting for {prog}: {e}")),
-        Ok((_, Ok(status))) => exit_reply(prog, status.code()),
+        Ok((_, Ok(status))) => crate::replies::pipe_exit(prog, status.code()),
     }
-}
-
-/// sysexits.h codes to replies.
-pub fn exit_reply(prog: &str, code: Option<i32>) -> Reply {
-    crate::replies::pipe_exit(prog, code)
 }
 
 #[cfg(test)]
@@ -97,11 +92,11 @@ mod tests {
 
     #[test]
     fn sysexits_map_like_sendmail() {
-        assert_eq!(exit_reply("p", Some(0)).code, 250);
-        assert_eq!(exit_reply("p", Some(75)).code, 450);
-        assert_eq!(exit_reply("p", Some(67)).code, 554);
-        assert_eq!(exit_reply("p", None).code, 451);
-        assert_eq!(exit_reply("p", Some(1)).code, 451);
+        assert_eq!(crate::replies::pipe_exit("p", Some(0)).code, 250);
+        assert_eq!(crate::replies::pipe_exit("p", Some(75)).code, 450);
+        assert_eq!(crate::replies::pipe_exit("p", Some(67)).code, 554);
+        assert_eq!(crate::replies::pipe_exit("p", None).code, 451);
+        assert_eq!(crate::replies::pipe_exit("p", Some(1)).code, 451);
     }
 
     #[test]
