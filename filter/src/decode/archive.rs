@@ -1,10 +1,23 @@
 //! Archive and compressed-stream readers: zip, gzip, bzip2, xz, tar and 7z, all pure
 //! Rust. Declared sizes are never trusted: every member is read through `take(remaining
-//! quota + 1)`, so a bomb costs at most the quota. Members are never written to disk.
+//! quota + 1)`, so a bomb costs at most the quota in time. Members are never written to
+//! disk, and at most `MEMBER_IN_MEMORY` bytes of one are held: past that the rest is only
+//! counted (a bomb of one huge member costs 32 MiB of memory, not the 300 MiB quota).
 
 use std::io::{Cursor, Read};
 
 use super::Walker;
+
+/// The most of one member held in memory. A larger member is typed by its first bytes and
+/// counted against the quota; a larger container cannot be looked into (see `Walker::add_member`).
+pub(crate) const MEMBER_IN_MEMORY: u64 = 32 << 20;
+
+/// A member as read: its first `MEMBER_IN_MEMORY` bytes (all of it when smaller) and its
+/// size, counted up to the quota + 1.
+pub(crate) struct Member {
+    pub(crate) head: Vec<u8>,
+    pub(crate) size: u64,
+}
 
 /// Expands the container `content` of short type `kind` found at `path`.
 pub(crate) fn expand(w: &mut Walker, path: &str, kind: &str, content: &[u8], depth: usize) {
@@ -24,16 +37,22 @@ pub(crate) fn expand(w: &mut Walker, path: &str, kind: &str, content: &[u8], dep
     }
 }
 
-/// Reads at most the remaining quota + 1 byte, so going over is visible.
-fn capped(w: &Walker, r: impl Read) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    r.take(w.remaining().saturating_add(1)).read_to_end(&mut out)?;
-    Ok(out)
+/// Reads at most the remaining quota + 1 byte, so going over is visible, holding at most
+/// `MEMBER_IN_MEMORY` of them.
+fn capped(w: &Walker, r: impl Read) -> std::io::Result<Member> {
+    let mut r = r.take(w.remaining().saturating_add(1));
+    let mut head = Vec::new();
+    (&mut r).take(MEMBER_IN_MEMORY).read_to_end(&mut head)?;
+    let rest = std::io::copy(&mut r, &mut std::io::sink())?;
+    Ok(Member {
+        size: head.len() as u64 + rest,
+        head,
+    })
 }
 
 fn stream(w: &mut Walker, path: &str, r: impl Read, depth: usize) {
     match capped(w, r) {
-        Ok(data) => w.add(format!("{path}/(decompressed)"), None, None, &data, depth),
+        Ok(m) => w.add_member(format!("{path}/(decompressed)"), None, m, depth),
         Err(_) => w.undecipherable(),
     }
 }
@@ -74,7 +93,7 @@ fn zip(w: &mut Walker, path: &str, content: &[u8], depth: usize) {
             }
         };
         match data {
-            Ok(d) => w.add(member, Some(name), None, &d, depth),
+            Ok(m) => w.add_member(member, Some(name), m, depth),
             Err(_) => w.undecipherable(),
         }
     }
@@ -102,7 +121,7 @@ fn tar(w: &mut Walker, path: &str, content: &[u8], depth: usize) {
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
         match capped(w, entry) {
-            Ok(d) => w.add(format!("{path}/{name}"), Some(name), None, &d, depth),
+            Ok(m) => w.add_member(format!("{path}/{name}"), Some(name), m, depth),
             Err(_) => w.undecipherable(),
         }
     }
@@ -126,36 +145,25 @@ fn seven_z(w: &mut Walker, path: &str, content: &[u8], depth: usize) {
             return;
         }
     };
-    let mut found: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut over = false;
-    let budget = w.remaining();
-    let mut used = 0u64;
+    // Each member is added as it is read, so one member at a time is in memory.
     let result = reader.for_each_entries(|entry, r| {
         if entry.is_directory {
             return Ok(true);
         }
-        let mut data = Vec::new();
-        r.take(budget.saturating_sub(used).saturating_add(1))
-            .read_to_end(&mut data)?;
-        used = used.saturating_add(data.len() as u64);
-        if used > budget {
-            over = true;
-            return Ok(false);
-        }
-        found.push((entry.name.clone(), data));
-        Ok(found.len() < 10_000)
+        let member = capped(w, r)?;
+        w.add_member(
+            format!("{path}/{}", entry.name),
+            Some(entry.name.clone()),
+            member,
+            depth,
+        );
+        Ok(!w.stopped())
     });
     match result {
         Err(sevenz_rust2::Error::PasswordRequired | sevenz_rust2::Error::MaybeBadPassword(_)) => {
             w.add_encrypted(format!("{path}/(encrypted)"), None, depth);
         }
-        Err(_) if !over => w.undecipherable(),
+        Err(_) if !w.stopped() => w.undecipherable(),
         _ => {}
-    }
-    for (name, data) in found {
-        w.add(format!("{path}/{name}"), Some(name), None, &data, depth);
-    }
-    if over {
-        w.exceed_quota();
     }
 }

@@ -184,6 +184,34 @@ impl Walker {
         }
     }
 
+    /// Adds an archive member as `capped` read it. One too big to hold whole
+    /// (`archive::MEMBER_IN_MEMORY`) is typed by its first bytes and counted; if it is a
+    /// container, what is inside cannot be seen, and decoding stops as over the quota
+    /// (amavisd would have unpacked it to disk; the message is held as unchecked).
+    pub(crate) fn add_member(&mut self, path: String, name: Option<String>, m: archive::Member, depth: usize) {
+        if m.size == m.head.len() as u64 {
+            return self.add(path, name, None, &m.head, depth);
+        }
+        if self.stopped() {
+            return;
+        }
+        self.used = self.used.saturating_add(m.size);
+        let short_type = types::short_type(&m.head, name.as_deref());
+        if self.used > self.limits.quota || types::is_container(short_type) {
+            self.out.hold = Some(Hold::Quota);
+            return;
+        }
+        self.out.parts.push(Part {
+            path,
+            name,
+            declared_type: None,
+            short_type,
+            size: m.size,
+            encrypted: false,
+            depth,
+        });
+    }
+
     /// Records an encrypted member (its content cannot be seen).
     pub(crate) fn add_encrypted(&mut self, path: String, name: Option<String>, depth: usize) {
         self.out.encrypted = true;
@@ -196,11 +224,6 @@ impl Walker {
             encrypted: true,
             depth,
         });
-    }
-
-    /// Records that the quota ran out inside a reader that counts for itself.
-    pub(crate) fn exceed_quota(&mut self) {
-        self.out.hold = Some(Hold::Quota);
     }
 
     /// Records an archive that could not be read.
@@ -250,6 +273,7 @@ pub fn decode(raw: &[u8], limits: Limits) -> Decoded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn mail_with_attachment(name: &str, ctype: &str, content: &[u8]) -> Vec<u8> {
         let b64 = base64(content);
@@ -300,5 +324,33 @@ mod tests {
         let m = mail_with_attachment("x.gz", "application/gzip", &bomb);
         let d = decode(&m, Limits::for_size(m.len() as u64));
         assert_eq!(d.hold, Some(Hold::Quota), "{} bytes of gzip -> 8 MiB", bomb.len());
+    }
+
+    #[test]
+    fn a_member_larger_than_what_is_held_in_memory_is_counted_and_typed_but_not_held() {
+        let big = archive::MEMBER_IN_MEMORY as usize + (1 << 20);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &vec![0u8; big]).unwrap();
+        let m = mail_with_attachment("x.gz", "application/gzip", &gz.finish().unwrap());
+        let limits = Limits {
+            quota: 300 << 20,
+            ..Limits::for_size(m.len() as u64)
+        };
+        let d = decode(&m, limits.clone());
+        assert_eq!(d.hold, None);
+        let inner = d.parts.last().unwrap();
+        assert_eq!((inner.size, inner.short_type), (big as u64, "dat"));
+
+        // The same size of container cannot be looked into: held as over the quota.
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(big as u64);
+        h.set_cksum();
+        tar.append_data(&mut h, "zeros", std::io::repeat(0).take(big as u64))
+            .unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+        let m = mail_with_attachment("x.tar.gz", "application/gzip", &gz.finish().unwrap());
+        assert_eq!(decode(&m, limits).hold, Some(Hold::Quota));
     }
 }
