@@ -1,13 +1,36 @@
 //! Minimal fake clamd and spamd for end-to-end tests of avisd's checks (the real daemons
 //! are tested in scanners_real.rs): clamd reports `Fake.Virus` when the stream contains
-//! `VIRUS-MARKER`, spamd scores 15 when the message contains `SPAM-MARKER`, else 1.
+//! `VIRUS-MARKER`, spamd scores 15 when the message contains `SPAM-MARKER`, else 1. Each
+//! can also be slow or answer with an error, for the failure policies.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::thread;
+use std::time::Duration;
+
+/// How a fake scanner answers once it has read the whole request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// At once, with a verdict.
+    Normal,
+    /// With a verdict, after this long.
+    Slow(Duration),
+    /// At once, with the daemon's error reply.
+    Error,
+}
 
 /// Starts a fake clamd; returns its port.
 pub fn clamd() -> u16 {
+    clamd_with(Mode::Normal)
+}
+
+/// Starts a fake spamd; returns its port.
+pub fn spamd() -> u16 {
+    spamd_with(Mode::Normal)
+}
+
+/// Starts a fake clamd answering in `mode`; returns its port.
+pub fn clamd_with(mode: Mode) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind clamd");
     let port = l.local_addr().expect("addr").port();
     thread::spawn(move || {
@@ -35,8 +58,13 @@ pub fn clamd() -> u16 {
                     }
                     data.extend_from_slice(&chunk);
                 }
+                if let Mode::Slow(d) = mode {
+                    thread::sleep(d);
+                }
                 let infected = data.windows(12).any(|w| w == b"VIRUS-MARKER");
-                let reply: &[u8] = if infected {
+                let reply: &[u8] = if mode == Mode::Error {
+                    b"stream: Can't allocate memory ERROR\0"
+                } else if infected {
                     b"stream: Fake.Virus FOUND\0"
                 } else {
                     b"stream: OK\0"
@@ -48,8 +76,8 @@ pub fn clamd() -> u16 {
     port
 }
 
-/// Starts a fake spamd; returns its port.
-pub fn spamd() -> u16 {
+/// Starts a fake spamd answering in `mode`; returns its port.
+pub fn spamd_with(mode: Mode) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind spamd");
     let port = l.local_addr().expect("addr").port();
     thread::spawn(move || {
@@ -75,6 +103,13 @@ pub fn spamd() -> u16 {
                 }
                 let mut body = vec![0u8; len];
                 if r.read_exact(&mut body).is_err() {
+                    return;
+                }
+                if let Mode::Slow(d) = mode {
+                    thread::sleep(d);
+                }
+                if mode == Mode::Error {
+                    let _ = w.write_all(b"SPAMD/1.0 76 Bad header line: (EX_PROTOCOL)\r\n\r\n");
                     return;
                 }
                 let spam = body.windows(11).any(|w| w == b"SPAM-MARKER");

@@ -6,9 +6,11 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod avisd;
+pub mod corpus;
 pub mod fakescan;
 pub mod mta;
 pub mod postfix;
+pub mod scanners;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -173,16 +173,18 @@ fn session(stream: TcpStream, b: &Behaviour, store: &Mutex<Vec<Received>>) -> st
                 continue;
             }
             w.write_all(b"354 go ahead\r\n")?;
+            // Bytes, not lines of UTF-8: a message may carry any octet (kept lossily).
             let mut data = String::new();
+            let mut raw = Vec::new();
             loop {
-                line.clear();
-                if r.read_line(&mut line)? == 0 {
+                raw.clear();
+                if r.read_until(b'\n', &mut raw)? == 0 {
                     return Ok(());
                 }
-                if line == ".\r\n" {
+                if raw == b".\r\n" {
                     break;
                 }
-                data.push_str(&line);
+                data.push_str(&String::from_utf8_lossy(&raw));
             }
             if rcpts.iter().any(|a| fate(a) == "slow") {
                 thread::sleep(b.slow);
@@ -242,6 +244,11 @@ pub struct ClientResult {
 /// Sends one message over SMTP (or LMTP) and returns the replies; an `Err` means the
 /// connection broke before the final reply.
 pub fn send(port: u16, lmtp: bool, from: &str, rcpts: &[&str], body: &str) -> std::io::Result<ClientResult> {
+    send_bytes(port, lmtp, from, rcpts, body.as_bytes())
+}
+
+/// `send` for a message of any octets (dot-stuffed here; a final CRLF added if missing).
+pub fn send_bytes(port: u16, lmtp: bool, from: &str, rcpts: &[&str], body: &[u8]) -> std::io::Result<ClientResult> {
     let stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut w = stream.try_clone()?;
@@ -277,11 +284,17 @@ pub fn send(port: u16, lmtp: bool, from: &str, rcpts: &[&str], body: &str) -> st
         out.final_replies.push(d);
         return Ok(out);
     }
-    let mut body = body.replace("\n.", "\n..");
-    if !body.ends_with("\r\n") {
-        body.push_str("\r\n");
+    let mut stuffed = Vec::with_capacity(body.len() + 2);
+    for (i, &b) in body.iter().enumerate() {
+        stuffed.push(b);
+        if b == b'\n' && body.get(i + 1) == Some(&b'.') {
+            stuffed.push(b'.');
+        }
     }
-    w.write_all(body.as_bytes())?;
+    if !stuffed.ends_with(b"\r\n") {
+        stuffed.extend_from_slice(b"\r\n");
+    }
+    w.write_all(&stuffed)?;
     w.write_all(b".\r\n")?;
     let n = if lmtp {
         out.rcpt_replies.iter().filter(|r| r.starts_with('2')).count()

@@ -325,3 +325,118 @@ fn a_bad_header_passes_with_an_alert_and_the_worker_went_through_the_check_state
     assert_eq!(snap.counter(Counter::ContentBadHdrMsgs), 1);
     assert_eq!(snap.counter(Counter::LatencyDecodeCount), 1);
 }
+
+#[test]
+fn a_clamd_slower_than_the_scanner_timeout_tempfails_the_message_and_counts_a_timeout() {
+    let dir = TempDir::new("checks-clamd-slow");
+    let backend = FakeMta::start(Behaviour::default());
+    let clamd = fakescan::clamd_with(fakescan::Mode::Slow(Duration::from_secs(30)));
+    let avisd = start(
+        &dir,
+        &backend,
+        &format!("virus_scanners = [\"tcp:127.0.0.1:{clamd}\"]\nscanner_timeout = 2\n"),
+    );
+    let started = std::time::Instant::now();
+    let r = send(
+        avisd.port,
+        false,
+        "sender@example.org",
+        &["user@example.com"],
+        &message("hi", "clean"),
+    )
+    .unwrap();
+    assert!(r.final_replies[0].starts_with("451 4.5.0"), "{:?}", r.final_replies);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the scanner's timeout, not the scanner, decided: {:?}",
+        started.elapsed()
+    );
+    assert!(backend.received().is_empty(), "nothing passed unchecked");
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::ScannerClamdTimeouts), 1);
+    assert_eq!(snap.counter(Counter::ScannerClamdRequests), 1);
+    assert_eq!(snap.counter(Counter::LedgerTempFailed), 1);
+    assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+}
+
+#[test]
+fn a_clamd_error_fails_over_to_the_backup_and_with_failures_not_fatal_mail_passes_as_unchecked() {
+    let dir = TempDir::new("checks-clamd-error");
+    let backend = FakeMta::start(Behaviour::default());
+    let broken = fakescan::clamd_with(fakescan::Mode::Error);
+    let backup = fakescan::clamd();
+    let avisd = start(
+        &dir,
+        &backend,
+        &format!(
+            "virus_scanners = [\"tcp:127.0.0.1:{broken}\"]\nvirus_scanners_backup = [\"tcp:127.0.0.1:{backup}\"]\n"
+        ),
+    );
+    let r = send(
+        avisd.port,
+        false,
+        "sender@example.org",
+        &["user@example.com"],
+        &message("hi", "VIRUS-MARKER"),
+    )
+    .unwrap();
+    assert!(
+        r.final_replies[0].contains("INFECTED: Fake.Virus"),
+        "the backup found it: {:?}",
+        r.final_replies
+    );
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::ScannerClamdErrors), 1);
+    assert_eq!(snap.counter(Counter::ScannerClamdBackupRequests), 1);
+    assert_eq!(snap.counter(Counter::ScannerClamdBackupErrors), 0);
+    drop(avisd);
+
+    // Only the broken one, and the administrator chose to pass what cannot be scanned.
+    let dir = TempDir::new("checks-clamd-error-pass");
+    let avisd = start(
+        &dir,
+        &backend,
+        &format!("virus_scanners = [\"tcp:127.0.0.1:{broken}\"]\nvirus_scanners_failure_is_fatal = false\n"),
+    );
+    let r = send(
+        avisd.port,
+        false,
+        "sender@example.org",
+        &["user@example.com"],
+        &message("hi", "clean"),
+    )
+    .unwrap();
+    assert!(r.final_replies[0].starts_with("250 2.0.0"), "{:?}", r.final_replies);
+    let events = wait_for("the event", Duration::from_secs(5), || {
+        Some(avisd.events()).filter(|e| !e.is_empty())
+    });
+    assert_eq!(events[0]["content_type"], "Unchecked", "{}", events[0]);
+    assert_eq!(avisd.snapshot().counter(Counter::ScannerClamdErrors), 1);
+}
+
+#[test]
+fn a_spamd_slower_than_the_scanner_timeout_leaves_the_message_unscored_but_delivered() {
+    let dir = TempDir::new("checks-spamd-slow");
+    let backend = FakeMta::start(Behaviour::default());
+    let spamd = fakescan::spamd_with(fakescan::Mode::Slow(Duration::from_secs(30)));
+    let avisd = start(
+        &dir,
+        &backend,
+        &format!("spamd = \"tcp:127.0.0.1:{spamd}\"\nscanner_timeout = 2\n"),
+    );
+    let r = send(
+        avisd.port,
+        false,
+        "sender@example.org",
+        &["user@example.com"],
+        &message("offer", "SPAM-MARKER"),
+    )
+    .unwrap();
+    assert!(r.final_replies[0].starts_with("250 2.0.0"), "{:?}", r.final_replies);
+    let got = backend.received();
+    assert_eq!(got.len(), 1);
+    assert!(!got[0].data.contains("X-Spam-"), "unscored: {}", got[0].data);
+    let snap = avisd.snapshot();
+    assert_eq!(snap.counter(Counter::ScannerSpamdTimeouts), 1);
+    assert_eq!(snap.counter(Counter::LedgerRelayed), 1);
+}

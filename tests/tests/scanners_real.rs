@@ -2,11 +2,10 @@
 //! (foreground, loopback TCP and a Unix socket in a temp dir, a signature database written
 //! by the test, so no freshclam and no network) and a private spamd (foreground, loopback,
 //! local rules only) and a private rspamd (foreground, one normal worker on loopback, the
-//! packaged configuration with state, run and log directories in a temp dir). EICAR and
-//! GTUBE are assembled from pieces here so that no file of the repository carries them whole.
+//! packaged configuration with state, run and log directories in a temp dir). clamd and
+//! spamd are started by `tests::scanners`, which also assembles EICAR and GTUBE.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -18,27 +17,8 @@ use sc::clamd::{ClamdConfig, ScannerRole, VirusVerdict};
 use sc::endpoint::{Endpoint, ScanError};
 use sc::rspamd::RspamdConfig;
 use sc::spamd::SpamdConfig;
-use tests::{Proc, TempDir, free_tcp_port, require_tool, wait_for};
-
-/// The EICAR anti-virus test string (68 bytes).
-fn eicar() -> String {
-    [
-        "X5O!P%@AP[4\\PZX54(P^)7CC)7}$",
-        "EICAR-STANDARD-ANTIVIRUS",
-        "-TEST-FILE!$H+H*",
-    ]
-    .concat()
-}
-
-/// The GTUBE anti-spam test string.
-fn gtube() -> String {
-    [
-        "XJS*C4JDBQADN1.NSBN3*2IDNEN*",
-        "GTUBE-STANDARD-ANTI-UBE",
-        "-TEST-EMAIL*C.34X",
-    ]
-    .concat()
-}
+use tests::scanners::{self, Clamd, Spamd, eicar, gtube, terminate, wait_listening};
+use tests::{Proc, TempDir, free_tcp_port, require_tool};
 
 fn message(subject: &str, body: &str) -> Vec<u8> {
     format!(
@@ -70,78 +50,18 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn tcp(port: u16) -> Endpoint {
+    Endpoint::Tcp("127.0.0.1".into(), port)
 }
 
-/// Waits until `port` on loopback accepts, failing with the daemon's log if it exited.
-fn wait_listening(proc: &mut Proc, port: u16, log: &Path, timeout: Duration) {
-    wait_for(&format!("{} to listen on {port}", proc.name), timeout, || {
-        if proc.exited() {
-            panic!(
-                "{} exited during start-up:\n{}",
-                proc.name,
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-    });
+fn unix(path: &Path) -> Endpoint {
+    Endpoint::Unix(path.to_path_buf())
 }
 
 // ---------------------------------------------------------------- clamd
 
-/// A private clamd. Its only signature is an `.ndb` body signature of EICAR (so it matches
-/// inside a mail, after clamd decoded the MIME), and its StreamMaxLength is 1 MiB.
-struct Clamd {
-    proc: Proc,
-    tcp: Endpoint,
-    unix: Endpoint,
-    dir: TempDir,
-}
-
 fn start_clamd() -> Clamd {
-    let clamd = require_tool("clamd");
-    let dir = TempDir::new("clamd");
-    let db = dir.join("db");
-    std::fs::create_dir_all(&db).unwrap();
-    std::fs::write(
-        db.join("avis-test.ndb"),
-        format!("Avis-Test-Eicar:0:*:{}\n", hex(eicar().as_bytes())),
-    )
-    .unwrap();
-    let port = free_tcp_port();
-    let socket = dir.join("clamd.sock");
-    let log = dir.join("clamd.log");
-    // No `User`: clamd stays the user running the test (root in CI, anyone elsewhere).
-    let conf = format!(
-        "Foreground yes\nDatabaseDirectory {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\nLocalSocket {}\nLogFile {}\nPidFile {}\nStreamMaxLength 1M\nSelfCheck 0\n",
-        db.display(),
-        socket.display(),
-        log.display(),
-        dir.join("clamd.pid").display(),
-    );
-    let conf_path = dir.join("clamd.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let out = std::fs::File::create(dir.join("clamd.out")).unwrap();
-    let mut proc = Proc::spawn(
-        "clamd",
-        Command::new(clamd)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out),
-    );
-    wait_listening(&mut proc, port, &dir.join("clamd.out"), Duration::from_secs(60));
-    wait_for("clamd's Unix socket", Duration::from_secs(10), || {
-        socket.exists().then_some(())
-    });
-    Clamd {
-        proc,
-        tcp: Endpoint::Tcp("127.0.0.1".into(), port),
-        unix: Endpoint::Unix(socket),
-        dir,
-    }
+    scanners::start_clamd("1M")
 }
 
 fn clamd_cfg(primary: Vec<Endpoint>, backup: Vec<Endpoint>) -> ClamdConfig {
@@ -167,7 +87,7 @@ fn real_clamd_finds_the_test_signature_in_a_mail_and_passes_a_clean_one() {
     let mut clamd = start_clamd();
     let infected = message("test", &format!("Please scan this:\r\n{}", eicar()));
     let clean = message("lunch", "See you at noon.");
-    for ep in [&clamd.tcp, &clamd.unix] {
+    for ep in [&tcp(clamd.port), &unix(&clamd.socket)] {
         let cfg = clamd_cfg(vec![ep.clone()], vec![]);
         let (verdict, health) = scan(&cfg, &spool(clamd.dir.path(), &infected, 1 << 20));
         match verdict {
@@ -191,7 +111,7 @@ fn real_clamd_finds_the_test_signature_in_a_mail_and_passes_a_clean_one() {
 fn real_clamd_as_backup_answers_when_the_primary_is_down() {
     let clamd = start_clamd();
     let dead = Endpoint::Tcp("127.0.0.1".into(), free_tcp_port());
-    let cfg = clamd_cfg(vec![dead], vec![clamd.unix.clone()]);
+    let cfg = clamd_cfg(vec![dead], vec![unix(&clamd.socket)]);
     let msg = message("test", &eicar());
     let (verdict, health) = scan(&cfg, &spool(clamd.dir.path(), &msg, 1 << 20));
     assert!(matches!(verdict, Ok(VirusVerdict::Infected(_))), "{verdict:?}");
@@ -201,7 +121,7 @@ fn real_clamd_as_backup_answers_when_the_primary_is_down() {
 #[test]
 fn real_clamd_refuses_a_stream_over_its_limit_as_too_large_and_scans_a_big_one_under_it() {
     let clamd = start_clamd();
-    let cfg = clamd_cfg(vec![clamd.tcp.clone()], vec![]);
+    let cfg = clamd_cfg(vec![tcp(clamd.port)], vec![]);
     let line = "All work and no play makes Jack a dull boy. 0123456789\r\n";
     let big = message("big", &line.repeat(3 * 1024 * 1024 / line.len()));
     let (verdict, health) = scan(&cfg, &spool(clamd.dir.path(), &big, 64 * 1024));
@@ -221,84 +141,8 @@ fn real_clamd_refuses_a_stream_over_its_limit_as_too_large_and_scans_a_big_one_u
 
 // ---------------------------------------------------------------- spamd
 
-/// A private spamd. Stopped with SIGTERM, so that it takes its children down with it
-/// (a SIGKILL would leave them serving the port).
-struct Spamd {
-    proc: Proc,
-    tcp: Endpoint,
-    unix: Endpoint,
-    dir: TempDir,
-}
-
-impl Drop for Spamd {
-    fn drop(&mut self) {
-        terminate(&mut self.proc);
-    }
-}
-
-/// Stops a preforking daemon by its PID with SIGTERM and waits for it (its own handler
-/// stops its workers); `Proc`'s drop then only reaps it, or kills it if it hung.
-fn terminate(proc: &mut Proc) {
-    proc.signal("TERM");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !proc.exited() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn start_spamd() -> Spamd {
-    let spamd = require_tool("spamd");
-    let dir = TempDir::new("spamd");
-    // The plugin loader files (.pre) live in the site config directory; the rules stay
-    // the packaged ones in /usr/share/spamassassin. Bayes off: no state between runs.
-    let site = dir.join("site");
-    std::fs::create_dir_all(&site).unwrap();
-    let etc = Path::new("/etc/spamassassin");
-    let pre: Vec<_> = std::fs::read_dir(etc)
-        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/install-test-deps.sh", etc.display()))
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pre"))
-        .collect();
-    assert!(!pre.is_empty(), "no .pre files in {}", etc.display());
-    for p in pre {
-        std::fs::copy(&p, site.join(p.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(site.join("local.cf"), "use_bayes 0\nbayes_auto_learn 0\n").unwrap();
-    let port = free_tcp_port();
-    let log = dir.join("spamd.log");
-    let socket = dir.join("spamd.sock");
-    let out = std::fs::File::create(&log).unwrap();
-    let mut proc = Proc::spawn(
-        "spamd",
-        Command::new(spamd)
-            .args([
-                "--local",
-                "--nouser-config",
-                "--syslog=stderr",
-                "--max-children=1",
-                "--min-children=1",
-            ])
-            .args(["--max-spare=1", "--allowed-ips=127.0.0.1"])
-            .arg(format!("--listen=127.0.0.1:{port}"))
-            .arg(format!("--listen={}", socket.display()))
-            .arg(format!("--pidfile={}", dir.join("spamd.pid").display()))
-            .arg(format!("--siteconfigpath={}", site.display()))
-            .arg(format!("--helper-home-dir={}", dir.path().display()))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out),
-    );
-    wait_listening(&mut proc, port, &log, Duration::from_secs(120));
-    wait_for("spamd's Unix socket", Duration::from_secs(10), || {
-        socket.exists().then_some(())
-    });
-    Spamd {
-        proc,
-        tcp: Endpoint::Tcp("127.0.0.1".into(), port),
-        unix: Endpoint::Unix(socket),
-        dir,
-    }
+    scanners::start_spamd(1)
 }
 
 #[test]
@@ -306,7 +150,7 @@ fn real_spamd_scores_gtube_as_spam_and_a_plain_message_as_ham() {
     let mut spamd = start_spamd();
     let spam = message("test", &format!("This is the GTUBE:\r\n{}", gtube()));
     let ham = message("lunch", "See you at noon at the usual place.");
-    for ep in [&spamd.tcp, &spamd.unix] {
+    for ep in [&tcp(spamd.port), &unix(&spamd.socket)] {
         let cfg = SpamdConfig {
             endpoint: ep.clone(),
             timeout: Duration::from_secs(60),
@@ -441,8 +285,8 @@ fn avisd_with_the_real_clamd_and_spamd_discards_a_virus_tags_spam_and_passes_the
     let cfg = format!(
         "{}\n[policy.default.checks]\nvirus_scanners = [\"{}\"]\nspamd = \"{}\"\nspam_subject_tag = \"***SPAM*** \"\n",
         config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", backend.port), 2, ""),
-        clamd.tcp,
-        spamd.tcp
+        tcp(clamd.port),
+        tcp(spamd.port)
     );
     let avisd = Avisd::start(dir.path(), &cfg, port);
     let as_text = |m: Vec<u8>| String::from_utf8(m).unwrap();
