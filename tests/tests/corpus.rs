@@ -86,6 +86,7 @@ fn every_message_of_the_corpus_gets_its_expected_verdict_from_avisd_with_the_rea
             &case.message,
         );
         let took = started.elapsed();
+        eprintln!("{}: {took:.2?}", case.name);
         let reply = match r {
             Ok(r) => r.final_replies.first().cloned().unwrap_or_default(),
             Err(e) => format!("(connection broke: {e})"),
@@ -171,6 +172,7 @@ fn every_message_of_the_corpus_gets_its_expected_verdict_from_avisd_with_the_rea
     assert_eq!(snap.counter(Counter::ScannerSpamdErrors), 0);
     // The zip bomb and the big message went by without avisd holding them in memory.
     let peak = peak_rss_kib(s.avisd.proc.pid());
+    eprintln!("avisd's peak RSS over the corpus: {} MiB", peak / 1024);
     assert!(peak < 200 * 1024, "avisd's peak RSS {} MiB", peak / 1024);
 }
 
