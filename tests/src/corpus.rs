@@ -21,7 +21,7 @@
 //! prefix of a reported virus name, or `none`), `test` (a spam rule that hit), `delivered`
 //! (`yes`/`no`: the back end got a copy for the recipient, perhaps at an address extension),
 //! `rcpt` (the address the copy went to), `header` / `no-header` (a text
-//! the delivered header section holds / does not hold), `dsn` (`yes`/`no`), `within`
+//! the delivered header section holds / does not hold), `dsn` and `quarantined` (`yes`/`no`), `within`
 //! (seconds the answer may take).
 
 use std::io::{Cursor, Read, Write};
@@ -62,6 +62,8 @@ pub enum Expect {
     NoHeader(String),
     /// A DSN went to the sender.
     Dsn(bool),
+    /// A copy was kept in the quarantine.
+    Quarantined(bool),
     /// The answer came within this time.
     Within(Duration),
 }
@@ -121,6 +123,7 @@ fn parse_expect(text: &str) -> Result<Vec<Expect>, String> {
             "header" => Expect::Header(value),
             "no-header" => Expect::NoHeader(value),
             "dsn" => Expect::Dsn(yes(&value)?),
+            "quarantined" => Expect::Quarantined(yes(&value)?),
             "within" => Expect::Within(Duration::from_secs(
                 value.parse().map_err(|_| format!("line {}: seconds expected", i + 1))?,
             )),

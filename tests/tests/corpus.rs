@@ -146,6 +146,9 @@ fn every_message_of_the_corpus_gets_its_expected_verdict_from_avisd_with_the_rea
                 Expect::Dsn(d) if event["dsn_sent"].as_bool().unwrap_or(false) != *d => {
                     fail(format!("dsn_sent {}, expected {d}", event["dsn_sent"]))
                 }
+                Expect::Quarantined(q) if event["quarantine"].is_string() != *q => {
+                    fail(format!("quarantine {}, expected {q}", event["quarantine"]))
+                }
                 Expect::Within(limit) if took > *limit => fail(format!("answered in {took:?}, limit {limit:?}")),
                 _ => {}
             }
