@@ -1,8 +1,10 @@
 //! Archive and compressed-stream readers: zip, gzip, bzip2, xz, tar and 7z, all pure
-//! Rust. Declared sizes are never trusted: every member is read through `take(remaining
-//! quota + 1)`, so a bomb costs at most the quota in time. Members are never written to
-//! disk, and at most `MEMBER_IN_MEMORY` bytes of one are held: past that the rest is only
-//! counted (a bomb of one huge member costs 32 MiB of memory, not the 300 MiB quota).
+//! Rust. Declared sizes are never trusted to be small: every member is read through
+//! `take(remaining quota + 1)`, so a bomb costs at most the quota in time; when a zip or 7z
+//! directory declares more than the quota left, it is over the quota before a byte is
+//! inflated. Members are never written to disk, and at most `MEMBER_IN_MEMORY` bytes of
+//! one are held: past that the rest is only counted (a bomb of one huge member costs
+//! 32 MiB of memory, not the 300 MiB quota).
 
 use std::io::{Cursor, Read};
 
@@ -50,6 +52,17 @@ fn capped(w: &Walker, r: impl Read) -> std::io::Result<Member> {
     })
 }
 
+/// An archive whose directory declares more than the quota left is over the quota without
+/// inflating a byte: a bomb that tells the truth costs nothing. (A directory that lies low
+/// is still caught by `capped`, at the cost of inflating up to the quota.)
+fn over_quota_as_declared(w: &mut Walker, declared: u64) -> bool {
+    if declared > w.remaining() {
+        w.exceed_quota();
+        return true;
+    }
+    false
+}
+
 fn stream(w: &mut Walker, path: &str, r: impl Read, depth: usize) {
     match capped(w, r) {
         Ok(m) => w.add_member(format!("{path}/(decompressed)"), None, m, depth),
@@ -62,6 +75,12 @@ fn zip(w: &mut Walker, path: &str, content: &[u8], depth: usize) {
         w.undecipherable();
         return;
     };
+    let declared = (0..archive.len())
+        .filter_map(|i| archive.by_index_raw(i).ok().map(|f| f.size()))
+        .fold(0u64, u64::saturating_add);
+    if over_quota_as_declared(w, declared) {
+        return;
+    }
     for i in 0..archive.len() {
         if w.stopped() {
             return;
@@ -145,6 +164,15 @@ fn seven_z(w: &mut Walker, path: &str, content: &[u8], depth: usize) {
             return;
         }
     };
+    let declared = reader
+        .archive()
+        .files
+        .iter()
+        .map(|f| f.size)
+        .fold(0u64, u64::saturating_add);
+    if over_quota_as_declared(w, declared) {
+        return;
+    }
     // Each member is added as it is read, so one member at a time is in memory.
     let result = reader.for_each_entries(|entry, r| {
         if entry.is_directory {

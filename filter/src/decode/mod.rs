@@ -212,6 +212,11 @@ impl Walker {
         });
     }
 
+    /// Records that decoding stopped over the quota, found by a reader before adding.
+    pub(crate) fn exceed_quota(&mut self) {
+        self.out.hold = Some(Hold::Quota);
+    }
+
     /// Records an encrypted member (its content cannot be seen).
     pub(crate) fn add_encrypted(&mut self, path: String, name: Option<String>, depth: usize) {
         self.out.encrypted = true;
@@ -352,5 +357,26 @@ mod tests {
         std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
         let m = mail_with_attachment("x.tar.gz", "application/gzip", &gz.finish().unwrap());
         assert_eq!(decode(&m, limits).hold, Some(Hold::Quota));
+    }
+
+    #[test]
+    fn a_zip_declaring_more_than_the_quota_is_over_it_without_inflating() {
+        use std::io::Write;
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        z.start_file("zeros", opts).unwrap();
+        z.write_all(&vec![0u8; 4 << 20]).unwrap();
+        let bomb = z.finish().unwrap().into_inner();
+        let m = mail_with_attachment("x.zip", "application/zip", &bomb);
+        let limits = Limits {
+            quota: 1 << 20,
+            ..Limits::for_size(m.len() as u64)
+        };
+        let d = decode(&m, limits);
+        assert_eq!(d.hold, Some(Hold::Quota));
+        assert!(
+            d.parts.iter().all(|p| p.path.matches('/').count() == 0),
+            "no member was read"
+        );
     }
 }
