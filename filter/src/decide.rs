@@ -313,6 +313,24 @@ fn blocked_reply(cat: Ccat, destiny: Destiny, o: &Outcomes, log_id: &str) -> Rep
     replies::blocked(how, code, enhanced, log_id, &reason(cat, o))
 }
 
+/// Whether a spam scan could change nothing for `r`: every virus scanner failed and that
+/// tempfails the message, or a category above spam (virus, banned, unchecked) blocks it
+/// already. amavisd skips the spam scan when this holds for every recipient.
+pub fn blocked_before_spam(o: &Outcomes, r: &RecipientPolicy, d: &Destinies, virus_failure_tempfails: bool) -> bool {
+    if virus_failure_tempfails && !r.bypass_virus && matches!(o.virus, VirusOutcome::Failed(_)) {
+        return true;
+    }
+    categories(o, r)
+        .iter()
+        .take_while(|c| {
+            matches!(
+                c.0,
+                ContentCategory::Virus | ContentCategory::Banned | ContentCategory::Unchecked
+            )
+        })
+        .any(|c| destiny_of(c.0, d) != Destiny::Pass && !loves(c.0, r))
+}
+
 /// Decides for one recipient.
 pub fn decide(o: &Outcomes, r: &RecipientPolicy, ctx: &Context<'_>) -> Verdict {
     // Every virus scanner failed and the policy says so: the whole message tempfails.

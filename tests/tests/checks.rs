@@ -440,3 +440,41 @@ fn a_spamd_slower_than_the_scanner_timeout_leaves_the_message_unscored_but_deliv
     assert_eq!(snap.counter(Counter::ScannerSpamdTimeouts), 1);
     assert_eq!(snap.counter(Counter::LedgerRelayed), 1);
 }
+
+#[test]
+fn spam_is_not_scanned_when_a_virus_blocks_every_recipient_but_is_when_one_loves_viruses() {
+    let dir = TempDir::new("checks-spam-skip");
+    let backend = FakeMta::start(Behaviour::default());
+    let (clamd, spamd) = (fakescan::clamd(), fakescan::spamd());
+    let checks = format!(
+        "virus_scanners = [\"tcp:127.0.0.1:{clamd}\"]\nspamd = \"tcp:127.0.0.1:{spamd}\"\n\n[[policy.default.checks.recipients]]\nmatch = [\"lab@example.com\"]\nvirus_lover = true\n"
+    );
+    let avisd = start(&dir, &backend, &checks);
+    let virus = message("sample", "VIRUS-MARKER SPAM-MARKER");
+    let r = send(avisd.port, false, "sender@example.org", &["user@example.com"], &virus).unwrap();
+    assert!(r.final_replies[0].contains("INFECTED"), "{:?}", r.final_replies);
+    let snap = avisd.snapshot();
+    assert_eq!(
+        snap.counter(Counter::ScannerSpamdRequests),
+        0,
+        "blocked for everyone: not spam-scanned"
+    );
+    assert_eq!(snap.counter(Counter::OpsSpamCheck), 0);
+
+    let r = send(
+        avisd.port,
+        false,
+        "sender@example.org",
+        &["user@example.com", "lab@example.com"],
+        &virus,
+    )
+    .unwrap();
+    assert!(r.final_replies[0].starts_with("250 "), "{:?}", r.final_replies);
+    assert_eq!(avisd.snapshot().counter(Counter::ScannerSpamdRequests), 1);
+    let got = backend.received();
+    assert_eq!(got[0].rcpts, ["lab@example.com"], "the lover gets it, spam-tagged");
+    assert!(got[0].data.contains("X-Spam-Flag: YES"), "{}", got[0].data);
+    let events = avisd.events();
+    assert_eq!(events[0]["checks_performed"], "VHB");
+    assert_eq!(events[1]["checks_performed"], "VSHB");
+}

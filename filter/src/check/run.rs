@@ -1,6 +1,7 @@
 //! Runs every enabled check on one message, once, whatever the number of recipients:
 //! decoding on a blocking thread (a panic there is contained and tempfails the message),
-//! header and banned checks, then the external virus and spam scanners. Moves the
+//! header and banned checks, then the external virus scanners, then the spam scanner
+//! unless every recipient is blocked already (amavisd's order and shortcut). Moves the
 //! worker slot through D, V and S and records each stage's time.
 
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use super::endpoint::{Endpoint, ScanError};
 use super::{Outcomes, SpamOutcome, Unchecked, VirusOutcome, headers};
 use super::{clamd, rspamd, spamd};
 use crate::config::Policy;
-use crate::decide::RecipientPolicy;
+use crate::decide::{self, RecipientPolicy};
 use crate::decode::{self, Decoded};
 use crate::message::Envelope;
 use crate::receive::spool::Spool;
@@ -127,7 +128,12 @@ pub async fn run(
     }
 
     let mut spam_time = None;
-    let wants_spam = (s.spamd.is_some() || s.rspamd.is_some()) && !all(|r| r.bypass_spam);
+    // As amavisd: no spam scan when it could change nothing for anyone.
+    let wants_spam = (s.spamd.is_some() || s.rspamd.is_some())
+        && !all(|r| r.bypass_spam)
+        && !recipients
+            .iter()
+            .all(|r| decide::blocked_before_spam(&outcomes, r, &checks.destinies, checks.virus_failure_tempfails));
     if wants_spam && spool.len() <= s.spam_max_size {
         slot.set_state(WorkerState::Spam);
         let started = Instant::now();
