@@ -117,14 +117,22 @@ struct Walk<'w, 'f> {
 
 fn collect(msg: &mail_parser::Message<'_>, depth: usize, walk: &mut Walk<'_, '_>, out: &mut MimeMessage) {
     for part in &msg.parts {
-        out.encoding_problem |= part.is_encoding_problem;
+        // A multipart without a boundary cannot be split: MIME-tools (amavisd) calls it an
+        // error; mail-parser quietly reads it as one text part.
+        out.encoding_problem |= part.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("multipart") && ct.attribute("boundary").is_none_or(str::is_empty)
+        });
         let declared_type = part.content_type().map(|ct| match ct.subtype() {
             Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
             None => ct.ctype().to_ascii_lowercase(),
         });
-        let content: &[u8] = match &part.body {
-            PartType::Multipart(_) => continue,
+        let mut content: &[u8] = match &part.body {
+            PartType::Multipart(_) => {
+                out.encoding_problem |= part.is_encoding_problem;
+                continue;
+            }
             PartType::Message(inner) => {
+                out.encoding_problem |= part.is_encoding_problem;
                 if depth + 1 > walk.max_depth {
                     *walk.truncated = true;
                 } else {
@@ -135,6 +143,22 @@ fn collect(msg: &mail_parser::Message<'_>, depth: usize, walk: &mut Walk<'_, '_>
             PartType::Text(t) | PartType::Html(t) => t.as_bytes(),
             PartType::Binary(b) | PartType::InlineBinary(b) => b,
         };
+        let lenient;
+        let mut problem = part.is_encoding_problem;
+        if problem
+            && part
+                .content_transfer_encoding()
+                .is_some_and(|e| e.eq_ignore_ascii_case("base64"))
+            && let Some(raw) = msg
+                .raw_message()
+                .get(part.raw_body_offset() as usize..part.raw_end_offset() as usize)
+            && let Some(decoded) = lenient_base64(raw)
+        {
+            lenient = decoded;
+            content = &lenient;
+            problem = false;
+        }
+        out.encoding_problem |= problem;
         if *walk.seen >= walk.max_parts {
             *walk.truncated = true;
             return;
@@ -149,9 +173,67 @@ fn collect(msg: &mail_parser::Message<'_>, depth: usize, walk: &mut Walk<'_, '_>
     }
 }
 
+/// Decodes base64 past characters outside its alphabet, as MIME-tools (amavisd's parser)
+/// does by deleting them. mail-parser gives up on such a part and hands over its raw text,
+/// which would show an executable to the type checks as text; and amavisd does not call it a
+/// MIME error. `None` when every character belongs to base64: then the problem is the
+/// structure (no closing boundary, misplaced padding), which stays a MIME error.
+fn lenient_base64(raw: &[u8]) -> Option<Vec<u8>> {
+    let in_alphabet = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+    if raw.iter().all(|&b| in_alphabet(b) || b"= \t\r\n".contains(&b)) {
+        return None;
+    }
+    let value = |b: u8| match b {
+        b'A'..=b'Z' => b - b'A',
+        b'a'..=b'z' => b - b'a' + 26,
+        b'0'..=b'9' => b - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let digits: Vec<u8> = raw.iter().copied().filter(|&b| in_alphabet(b)).map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() / 4 * 3 + 2);
+    for group in digits.chunks(4) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &d)| n | (u32::from(d) << (18 - 6 * i)));
+        let bytes = n.to_be_bytes();
+        // 4 digits give 3 bytes, 3 give 2, 2 give 1; a lone digit gives none.
+        out.extend_from_slice(&bytes[1..group.len().max(1)]);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_with_stray_characters_is_decoded_past_them_and_is_no_mime_error() {
+        // "MZ" + a PE header, base64, with junk in the middle of a line.
+        let raw = b"From: a@b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"X\"\r\n\r\n--X\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMA!!AAAEAAAA//8AALgA\r\n--X--\r\n";
+        let mut contents = Vec::new();
+        let (m, _) = parse(raw, 5, 10, &mut |p| contents.push(p.content.to_vec()));
+        assert!(!m.encoding_problem);
+        assert_eq!(
+            contents[0],
+            b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00\xb8\x00"
+        );
+        assert_eq!(lenient_base64(b"aGk=\r\n"), None, "well-formed: not ours to decode");
+        assert_eq!(lenient_base64(b"aG*k"), Some(b"hi".to_vec()));
+    }
+
+    #[test]
+    fn a_multipart_without_a_boundary_is_a_mime_error() {
+        for ct in ["multipart/mixed", "multipart/mixed; boundary=\"\""] {
+            let raw =
+                format!("From: a@b\r\nMIME-Version: 1.0\r\nContent-Type: {ct}\r\n\r\n--x\r\n\r\ntext\r\n--x--\r\n");
+            let (m, _) = parse(raw.as_bytes(), 5, 10, &mut |_| {});
+            assert!(m.encoding_problem, "{ct}");
+        }
+        let raw = b"From: a@b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\ntext\r\n--x--\r\n";
+        assert!(!parse(raw, 5, 10, &mut |_| {}).0.encoding_problem);
+    }
 
     #[test]
     fn header_facts_are_read() {
