@@ -15,6 +15,11 @@ fn start(dir: &TempDir, backend: &FakeMta, checks: &str) -> Avisd {
     Avisd::start(dir.path(), &format!("{cfg}\n[policy.default.checks]\n{checks}\n"), port)
 }
 
+/// Sends `body` from sender@example.org to user@example.com.
+fn send_to_user(avisd: &Avisd, body: &str) -> tests::mta::ClientResult {
+    send(avisd.port, false, "sender@example.org", &["user@example.com"], body).unwrap()
+}
+
 fn message(subject: &str, body: &str) -> String {
     format!(
         "From: sender@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\nSubject: {subject}\r\nMessage-ID: <t@example.org>\r\n\r\n{body}\r\n"
@@ -74,14 +79,7 @@ fn a_virus_is_discarded_with_amavisds_reply_and_counted_by_name() {
         &backend,
         &format!("virus_scanners = [\"tcp:127.0.0.1:{clamd}\"]\n"),
     );
-    let r = send(
-        avisd.port,
-        false,
-        "sender@example.org",
-        &["user@example.com"],
-        &message("hi", "VIRUS-MARKER"),
-    )
-    .unwrap();
+    let r = send_to_user(&avisd, &message("hi", "VIRUS-MARKER"));
     assert!(
         r.final_replies[0].starts_with("250 2.7.0 Ok, discarded, id="),
         "{:?}",
@@ -93,14 +91,7 @@ fn a_virus_is_discarded_with_amavisds_reply_and_counted_by_name() {
         r.final_replies
     );
     assert!(backend.received().is_empty(), "nothing delivered");
-    let clean = send(
-        avisd.port,
-        false,
-        "sender@example.org",
-        &["user@example.com"],
-        &message("hi", "clean"),
-    )
-    .unwrap();
+    let clean = send_to_user(&avisd, &message("hi", "clean"));
     assert!(clean.final_replies[0].starts_with("250 2.0.0 from MTA"));
     assert!(
         backend.received()[0]
@@ -199,14 +190,7 @@ fn with_every_virus_scanner_down_the_message_is_tempfailed_not_passed_unchecked(
         &backend,
         &format!("virus_scanners = [\"tcp:127.0.0.1:{dead}\"]\nscanner_timeout = 2\n"),
     );
-    let r = send(
-        avisd.port,
-        false,
-        "sender@example.org",
-        &["user@example.com"],
-        &message("hi", "clean"),
-    )
-    .unwrap();
+    let r = send_to_user(&avisd, &message("hi", "clean"));
     assert!(r.final_replies[0].starts_with("451 4.5.0"), "{:?}", r.final_replies);
     assert!(backend.received().is_empty());
     let snap = avisd.snapshot();
@@ -223,14 +207,7 @@ fn spammy_mail_is_tagged_and_redirected_to_the_spam_extension_and_spam_above_kil
         "spamd = \"tcp:127.0.0.1:{spamd}\"\nspam_kill_level = 20.0\nspam_subject_tag = \"***SPAM*** \"\nrecipient_delimiter = \"+\"\nfinal_spam_destiny = \"reject\"\n\n[[policy.default.checks.recipients]]\nmatch = [\"strict@example.com\"]\nspam_kill_level = 10.0\n"
     );
     let avisd = start(&dir, &backend, &checks);
-    let r = send(
-        avisd.port,
-        false,
-        "sender@example.org",
-        &["user@example.com"],
-        &message("offer", "SPAM-MARKER"),
-    )
-    .unwrap();
+    let r = send_to_user(&avisd, &message("offer", "SPAM-MARKER"));
     assert!(r.final_replies[0].starts_with("250 "), "{:?}", r.final_replies);
     let got = backend.received();
     assert_eq!(got[0].rcpts, ["user+spam@example.com"]);
@@ -250,14 +227,7 @@ fn spammy_mail_is_tagged_and_redirected_to_the_spam_extension_and_spam_above_kil
         "{:?}",
         r.final_replies
     );
-    let ham = send(
-        avisd.port,
-        false,
-        "sender@example.org",
-        &["user@example.com"],
-        &message("hello", "ham"),
-    )
-    .unwrap();
+    let ham = send_to_user(&avisd, &message("hello", "ham"));
     assert!(ham.final_replies[0].starts_with("250 "));
     assert!(
         !backend.received()[1].data.contains("X-Spam-Flag"),
@@ -337,14 +307,7 @@ fn a_clamd_slower_than_the_scanner_timeout_tempfails_the_message_and_counts_a_ti
         &format!("virus_scanners = [\"tcp:127.0.0.1:{clamd}\"]\nscanner_timeout = 2\n"),
     );
     let started = std::time::Instant::now();
-    let r = send(
-        avisd.port,
-        false,
-        "sender@example.org",
-        &["user@example.com"],
-        &message("hi", "clean"),
-    )
-    .unwrap();
+    let r = send_to_user(&avisd, &message("hi", "clean"));
     assert!(r.final_replies[0].starts_with("451 4.5.0"), "{:?}", r.final_replies);
     assert!(
         started.elapsed() < Duration::from_secs(15),
@@ -372,14 +335,7 @@ fn a_clamd_error_fails_over_to_the_backup_and_with_failures_not_fatal_mail_passe
             "virus_scanners = [\"tcp:127.0.0.1:{broken}\"]\nvirus_scanners_backup = [\"tcp:127.0.0.1:{backup}\"]\n"
         ),
     );
-    let r = send(
-        avisd.port,
-        false,
-        "sender@example.org",
-        &["user@example.com"],
-        &message("hi", "VIRUS-MARKER"),
-    )
-    .unwrap();
+    let r = send_to_user(&avisd, &message("hi", "VIRUS-MARKER"));
     assert!(
         r.final_replies[0].contains("INFECTED: Fake.Virus"),
         "the backup found it: {:?}",
@@ -398,14 +354,7 @@ fn a_clamd_error_fails_over_to_the_backup_and_with_failures_not_fatal_mail_passe
         &backend,
         &format!("virus_scanners = [\"tcp:127.0.0.1:{broken}\"]\nvirus_scanners_failure_is_fatal = false\n"),
     );
-    let r = send(
-        avisd.port,
-        false,
-        "sender@example.org",
-        &["user@example.com"],
-        &message("hi", "clean"),
-    )
-    .unwrap();
+    let r = send_to_user(&avisd, &message("hi", "clean"));
     assert!(r.final_replies[0].starts_with("250 2.0.0"), "{:?}", r.final_replies);
     let events = wait_for("the event", Duration::from_secs(5), || {
         Some(avisd.events()).filter(|e| !e.is_empty())
@@ -424,14 +373,7 @@ fn a_spamd_slower_than_the_scanner_timeout_leaves_the_message_unscored_but_deliv
         &backend,
         &format!("spamd = \"tcp:127.0.0.1:{spamd}\"\nscanner_timeout = 2\n"),
     );
-    let r = send(
-        avisd.port,
-        false,
-        "sender@example.org",
-        &["user@example.com"],
-        &message("offer", "SPAM-MARKER"),
-    )
-    .unwrap();
+    let r = send_to_user(&avisd, &message("offer", "SPAM-MARKER"));
     assert!(r.final_replies[0].starts_with("250 2.0.0"), "{:?}", r.final_replies);
     let got = backend.received();
     assert_eq!(got.len(), 1);
