@@ -263,7 +263,12 @@ fn send_with_retries(port: u16, tag: &str, n: usize) -> usize {
 
 #[test]
 fn avisd_killed_under_before_queue_load_loses_nothing_the_clients_retry_and_duplicates_stay_within_those_in_flight() {
-    let mut t = Topology::start(Kind::BeforeQueue, "pf-bq-kill", 4, "");
+    // Before the queue, a transaction is in avisd only while it checks and reinjects: a
+    // clamd that takes 150 ms, as a real one may, keeps some there when the kill comes
+    // (without it the kill could fall between transactions and prove nothing).
+    let slow_clamd = fakescan::clamd_with(fakescan::Mode::Slow(Duration::from_millis(150)));
+    let checks = samples::checks(slow_clamd, fakescan::spamd(), "");
+    let mut t = Topology::start(Kind::BeforeQueue, "pf-bq-kill", 4, &checks);
     let port = t.front_port;
     let clients: Vec<_> = (0..4)
         .map(|c| std::thread::spawn(move || send_with_retries(port, &format!("c{c}"), 40)))

@@ -32,7 +32,11 @@ fn finish_source(mut source: Proc) {
 
 #[test]
 fn avisd_killed_mid_load_and_restarted_loses_nothing_and_duplicates_stay_within_the_transactions_in_flight() {
-    let mut t = Topology::start(Kind::AfterQueue, "pf-kill", 4, "");
+    // A clamd that takes 100 ms, as a real one may, keeps transactions in avisd when the
+    // kill comes (without it the kill could fall between them and prove nothing).
+    let slow_clamd = fakescan::clamd_with(fakescan::Mode::Slow(Duration::from_millis(100)));
+    let checks = samples::checks(slow_clamd, fakescan::spamd(), "");
+    let mut t = Topology::start(Kind::AfterQueue, "pf-kill", 4, &checks);
     let source = start_load(&t, "kill");
     let seen = t.kill_avisd_when_busy(30, 3);
     // Postfix's deliveries to avisd fail now; it defers them and retries.
