@@ -57,7 +57,7 @@ fn groups(verdicts: &[Verdict], passed: &[usize]) -> Vec<Group> {
     out
 }
 
-fn result(r: &Recipient, local: bool, status: Status, response: Reply) -> RecipientResult {
+pub(super) fn result(r: &Recipient, local: bool, status: Status, response: Reply) -> RecipientResult {
     RecipientResult {
         address: r.address.clone(),
         orcpt: r.orcpt.clone(),

@@ -86,18 +86,7 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
         Err(e) => {
             tracing::warn!(log_id = %meta.ids.log_id, error = %e, "checks failed; tempfailing");
             let reply = replies::tempfail(&meta.ids.log_id, "checks", &e.to_string());
-            for (i, r) in envelope.recipients.iter().enumerate() {
-                results[i] = Some(RecipientResult {
-                    address: r.address.clone(),
-                    orcpt: r.orcpt.clone(),
-                    local: policies[i].local,
-                    status: Status::TempFailed,
-                    response: reply.clone(),
-                    queued_as: None,
-                    blocking: None,
-                    spam_score: None,
-                });
-            }
+            tempfail_all(&envelope, &policies, &reply, &mut results);
             sending_started = Instant::now();
         }
         Ok(c) => {
@@ -119,18 +108,7 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
                     "quarantine",
                     "the quarantine copy could not be written",
                 );
-                for (i, r) in envelope.recipients.iter().enumerate() {
-                    results[i] = Some(RecipientResult {
-                        address: r.address.clone(),
-                        orcpt: r.orcpt.clone(),
-                        local: policies[i].local,
-                        status: Status::TempFailed,
-                        response: reply.clone(),
-                        queued_as: None,
-                        blocking: None,
-                        spam_score: None,
-                    });
-                }
+                tempfail_all(&envelope, &policies, &reply, &mut results);
             } else if let Some(q) = kept.first() {
                 for (v, p) in verdicts.iter_mut().zip(&policies) {
                     if v.reply.is_none() && p.local {
@@ -294,6 +272,18 @@ pub fn refused(ctx: &Context, slot: &WorkerSlot, r: Refused, meta: TxMeta) -> Ou
 /// Writes a quarantine copy per category the policy keeps, taken from each recipient's
 /// blocking category, else its main one (spam only at the kill level, as amavisd).
 /// Returns the copies written and how many failed.
+/// Every recipient gets `reply` as a tempfail: the whole message goes back to the client.
+fn tempfail_all(
+    envelope: &crate::message::Envelope,
+    policies: &[RecipientPolicy],
+    reply: &Reply,
+    results: &mut [Option<RecipientResult>],
+) {
+    for ((r, p), slot) in envelope.recipients.iter().zip(policies).zip(results) {
+        *slot = Some(deliver::result(r, p.local, Status::TempFailed, reply.clone()));
+    }
+}
+
 fn quarantine(
     ctx: &Context,
     slot: &WorkerSlot,
