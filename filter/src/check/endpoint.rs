@@ -1,8 +1,9 @@
 //! check, shared by the external scanner clients (clamd, spamd, rspamd): where a scanner
 //! listens (`tcp:host:port`, `host:port`, `[v6]:port`, `unix:/path`), connecting to it with
 //! a time bound, the one error type every client returns, and streaming a spooled message
-//! in large chunks without holding it whole in memory. It knows no scanner protocol and
-//! touches nothing but the socket it opens.
+//! in large chunks without holding it whole in memory, and splitting the header section of
+//! the HTTP-like replies (spamd, rspamd). It knows no scanner's verdicts and touches
+//! nothing but the socket it opens.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -215,6 +216,23 @@ pub(crate) fn excerpt(reply: &[u8]) -> String {
         s.push('…');
     }
     s
+}
+
+/// Splits a reply of the HTTP-like protocols (spamd's `SPAMD/1.x`, rspamd's HTTP/1.1) into
+/// its header section, as text, and the bytes after the empty line.
+pub(crate) fn split_head(reply: &[u8]) -> Option<(&str, &[u8])> {
+    let at = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&reply[..at]).ok()?;
+    Some((head, &reply[at + 4..]))
+}
+
+/// The value of the first header `name` (case-insensitive), trimmed; the status line is
+/// skipped.
+pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
 }
 
 /// A connection to a scanner, over TCP or a Unix socket.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::endpoint::{Endpoint, ScanError, Session, excerpt};
+use super::endpoint::{Endpoint, ScanError, Session, excerpt, header, split_head};
 use super::spamd::SpamVerdict;
 use crate::receive::spool::Spool;
 
@@ -94,21 +94,6 @@ fn request_head(endpoint: &Endpoint, len: u64, from: &str, rcpts: &[String], ip:
     }
     head.push_str("\r\n");
     head
-}
-
-/// Splits an HTTP reply into its header section (as text) and the bytes after it.
-fn split_head(reply: &[u8]) -> Option<(&str, &[u8])> {
-    let at = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&reply[..at]).ok()?;
-    Some((head, &reply[at + 4..]))
-}
-
-/// The value of the first header `name` (case-insensitive), trimmed.
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-    })
 }
 
 fn is_chunked(head: &str) -> bool {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::endpoint::{Endpoint, ScanError, Session, excerpt};
+use super::endpoint::{Endpoint, ScanError, Session, excerpt, header, split_head};
 use crate::receive::spool::Spool;
 
 /// The most a SYMBOLS reply may hold: a status line, two headers and a list of rule
@@ -99,21 +99,6 @@ fn reply_complete(reply: &[u8]) -> bool {
         Some(len) => body.len() >= len,
         None => false,
     }
-}
-
-fn split_head(reply: &[u8]) -> Option<(&str, &[u8])> {
-    let at = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&reply[..at]).ok()?;
-    Some((head, &reply[at + 4..]))
-}
-
-/// The value of the first header `name` (case-insensitive), trimmed; the status line is
-/// skipped.
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-    })
 }
 
 /// Why a reply gave no verdict.
