@@ -12,7 +12,7 @@ use super::endpoint::{Endpoint, ScanError};
 use super::{Outcomes, SpamOutcome, Unchecked, VirusOutcome, headers};
 use super::{clamd, rspamd, spamd};
 use crate::config::Policy;
-use crate::decide::{self, RecipientPolicy};
+use crate::decide::RecipientPolicy;
 use crate::decode::{self, Decoded};
 use crate::message::Envelope;
 use crate::receive::spool::Spool;
@@ -50,12 +50,15 @@ fn ms(d: Duration) -> u64 {
 }
 
 /// Runs the checks. Gives the spool back (decoding borrows it on another thread).
+/// `spam_can_matter` tells, from the outcomes so far, whether a spam verdict could change
+/// anything for any recipient (the caller asks decide; check does not).
 pub async fn run(
     policy: &Policy,
     slot: &WorkerSlot,
     envelope: &Envelope,
     spool: Spool,
     recipients: &[RecipientPolicy],
+    spam_can_matter: &(dyn Fn(&Outcomes) -> bool + Sync),
 ) -> (Spool, Result<CheckRun, CheckError>) {
     let checks = &policy.checks;
     let all = |f: fn(&RecipientPolicy) -> bool| !recipients.is_empty() && recipients.iter().all(f);
@@ -129,11 +132,7 @@ pub async fn run(
 
     let mut spam_time = None;
     // As amavisd: no spam scan when it could change nothing for anyone.
-    let wants_spam = (s.spamd.is_some() || s.rspamd.is_some())
-        && !all(|r| r.bypass_spam)
-        && !recipients
-            .iter()
-            .all(|r| decide::blocked_before_spam(&outcomes, r, &checks.destinies, checks.virus_failure_tempfails));
+    let wants_spam = (s.spamd.is_some() || s.rspamd.is_some()) && !all(|r| r.bypass_spam) && spam_can_matter(&outcomes);
     if wants_spam && spool.len() <= s.spam_max_size {
         slot.set_state(WorkerState::Spam);
         let started = Instant::now();

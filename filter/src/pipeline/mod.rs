@@ -74,7 +74,13 @@ pub async fn process(ctx: &Context, slot: &WorkerSlot, tx: Transaction, meta: Tx
         .map(|r| ctx.policy.checks.recipient(&r.address, ctx.policy.is_local(&r.address)))
         .collect();
 
-    let (spool, checked) = run::run(&ctx.policy, slot, &envelope, spool, &policies).await;
+    let checks = &ctx.policy.checks;
+    let spam_can_matter = |o: &crate::check::Outcomes| {
+        !policies
+            .iter()
+            .all(|p| decide::blocked_before_spam(o, p, &checks.destinies, checks.virus_failure_tempfails))
+    };
+    let (spool, checked) = run::run(&ctx.policy, slot, &envelope, spool, &policies, &spam_can_matter).await;
     let mut results: Vec<Option<RecipientResult>> = vec![None; envelope.recipients.len()];
     let mut deliveries = Vec::new();
     let mut verdicts: Vec<Verdict> = Vec::new();
