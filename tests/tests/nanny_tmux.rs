@@ -140,10 +140,14 @@ fn nanny_in_tmux_shows_busy_workers_answers_keys_and_restores_the_terminal() {
     f.busy(0, "01234-05-2", WorkerState::Virus);
     f.busy(1, "01234-06", WorkerState::Spam);
     f.accepted(2);
-    let screen = tmux.wait("busy workers", |s| {
-        s.contains("virus scanning") && s.contains("spam scanning")
-    });
     let row = |s: &str, pid: &str| s.lines().find(|l| l.starts_with(pid)).unwrap_or_default().to_string();
+    // Each wait asks for all it then checks: a capture can catch the terminal half redrawn.
+    let screen = tmux.wait("busy workers", |s| {
+        s.contains("virus scanning")
+            && s.contains("spam scanning")
+            && s.contains("busy 3 idle 1")
+            && row(s, "00003").contains("idle")
+    });
     assert!(row(&screen, "00000").contains(" V virus scanning"), "{screen}");
     assert!(row(&screen, "00000").contains("01234-05-2"), "{screen}");
     assert!(row(&screen, "00001").contains(" S spam scanning"), "{screen}");
@@ -158,7 +162,10 @@ fn nanny_in_tmux_shows_busy_workers_answers_keys_and_restores_the_terminal() {
 
     // `?` opens the help, any key closes it.
     tmux.keys("?");
-    let help = tmux.wait("the help overlay", |s| s.contains("help: states and keys"));
+    // Wait for the whole overlay: a capture can catch the terminal half redrawn.
+    let help = tmux.wait("the help overlay", |s| {
+        s.contains("help: states and keys") && s.contains("pen pals lookup")
+    });
     assert!(
         help.contains("pen pals lookup") && help.contains("sort: slot, busy, state"),
         "{help}"
@@ -169,12 +176,16 @@ fn nanny_in_tmux_shows_busy_workers_answers_keys_and_restores_the_terminal() {
     // `s` sorts by busy time, busy workers first. The three busy workers started within
     // milliseconds of each other, so only the idle worker's place is certain: last.
     tmux.keys("s");
-    let sorted = tmux.wait("sort by busy time", |s| s.contains("sort:busy time"));
-    let pids: Vec<&str> = sorted
-        .lines()
-        .filter(|l| l.len() > 5 && l[..5].chars().all(|c| c.is_ascii_digit()))
-        .map(|l| &l[..5])
-        .collect();
+    let pid_rows = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.len() > 5 && l[..5].chars().all(|c| c.is_ascii_digit()))
+            .map(|l| l[..5].to_string())
+            .collect()
+    };
+    let sorted = tmux.wait("sort by busy time", |s| {
+        s.contains("sort:busy time") && pid_rows(s).len() == 4
+    });
+    let pids = pid_rows(&sorted);
     assert_eq!(pids.len(), 4, "{sorted}");
     assert_eq!(pids[3], "00003", "the idle worker sorts last: {sorted}");
     tmux.keys("f");
