@@ -59,6 +59,7 @@ pub struct FakeMta {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
     connections: Arc<AtomicUsize>,
+    active: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -69,18 +70,22 @@ impl FakeMta {
         let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (r, c, s) = (Arc::clone(&received), Arc::clone(&connections), Arc::clone(&stop));
+        let a = Arc::clone(&active);
         listener.set_nonblocking(true).expect("nonblocking");
         thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         c.fetch_add(1, Ordering::Relaxed);
-                        let (r, b) = (Arc::clone(&r), b.clone());
+                        a.fetch_add(1, Ordering::SeqCst);
+                        let (r, b, a) = (Arc::clone(&r), b.clone(), Arc::clone(&a));
                         let _ = stream.set_nonblocking(false);
                         thread::spawn(move || {
                             let _ = session(stream, &b, &r);
+                            a.fetch_sub(1, Ordering::SeqCst);
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
@@ -91,6 +96,7 @@ impl FakeMta {
             port,
             received,
             connections,
+            active,
             stop,
         }
     }
@@ -103,6 +109,12 @@ impl FakeMta {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Sessions still open: once 0, every message a client had started here is either
+    /// stored or abandoned, so [`FakeMta::received`] is final until the next connection.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
     }
 }
 
