@@ -4,7 +4,10 @@
 //! keeps every message it accepted, so a test can count what arrived against what was
 //! sent. Recipients choose their fate by their local part: `reject-*` is refused at RCPT
 //! with 550, `defer-*` with 450, `lmtpreject-*` and `lmtpdefer-*` after DATA (LMTP);
-//! `slow-*` makes the final reply wait [`Behaviour::slow`].
+//! `slow-*` makes the final reply wait [`Behaviour::slow`], or until the test calls
+//! [`FakeMta::release`]: a test that must see such a message in flight holds it with a
+//! long `slow` and releases it once it has seen what it wanted, so a busy machine
+//! cannot close the window before the test looks.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,7 +36,7 @@ pub struct Received {
 pub struct Behaviour {
     /// Speak LMTP (one reply per recipient after DATA).
     pub lmtp: bool,
-    /// Delay of the final reply for `slow-*` recipients.
+    /// Delay of the final reply for `slow-*` recipients (cut short by [`FakeMta::release`]).
     pub slow: Duration,
     /// Offer XFORWARD.
     pub xforward: bool,
@@ -60,6 +63,7 @@ pub struct FakeMta {
     received: Arc<Mutex<Vec<Received>>>,
     connections: Arc<AtomicUsize>,
     active: Arc<AtomicUsize>,
+    released: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -74,6 +78,8 @@ impl FakeMta {
         let stop = Arc::new(AtomicBool::new(false));
         let (r, c, s) = (Arc::clone(&received), Arc::clone(&connections), Arc::clone(&stop));
         let a = Arc::clone(&active);
+        let released = Arc::new(AtomicBool::new(false));
+        let rel = Arc::clone(&released);
         listener.set_nonblocking(true).expect("nonblocking");
         thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
@@ -81,10 +87,10 @@ impl FakeMta {
                     Ok((stream, _)) => {
                         c.fetch_add(1, Ordering::Relaxed);
                         a.fetch_add(1, Ordering::SeqCst);
-                        let (r, b, a) = (Arc::clone(&r), b.clone(), Arc::clone(&a));
+                        let (r, b, a, rel) = (Arc::clone(&r), b.clone(), Arc::clone(&a), Arc::clone(&rel));
                         let _ = stream.set_nonblocking(false);
                         thread::spawn(move || {
-                            let _ = session(stream, &b, &r);
+                            let _ = session(stream, &b, &r, &rel);
                             a.fetch_sub(1, Ordering::SeqCst);
                         });
                     }
@@ -97,6 +103,7 @@ impl FakeMta {
             received,
             connections,
             active,
+            released,
             stop,
         }
     }
@@ -109,6 +116,12 @@ impl FakeMta {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Ends the wait of every `slow-*` message, held now or later: their final replies go
+    /// out at once.
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
     }
 
     /// Sessions still open: once 0, every message a client had started here is either
@@ -128,7 +141,20 @@ fn fate(rcpt: &str) -> &str {
     rcpt.split('-').next().unwrap_or("")
 }
 
-fn session(stream: TcpStream, b: &Behaviour, store: &Mutex<Vec<Received>>) -> std::io::Result<()> {
+/// Waits `slow`, or less once `released` is set.
+fn hold(slow: Duration, released: &AtomicBool) {
+    let until = std::time::Instant::now() + slow;
+    while !released.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn session(
+    stream: TcpStream,
+    b: &Behaviour,
+    store: &Mutex<Vec<Received>>,
+    released: &AtomicBool,
+) -> std::io::Result<()> {
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     w.write_all(b"220 fake.test ESMTP\r\n")?;
@@ -199,7 +225,7 @@ fn session(stream: TcpStream, b: &Behaviour, store: &Mutex<Vec<Received>>) -> st
                 data.push_str(&String::from_utf8_lossy(&raw));
             }
             if rcpts.iter().any(|a| fate(a) == "slow") {
-                thread::sleep(b.slow);
+                hold(b.slow, released);
             }
             thread::sleep(b.commit_delay);
             let id = format!("Q{}", store.lock().map(|s| s.len()).unwrap_or(0));

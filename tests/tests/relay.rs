@@ -251,8 +251,9 @@ fn a_load_from_smtp_source_arrives_whole_and_the_counters_agree() {
 #[test]
 fn killed_mid_load_avisd_loses_nothing_it_acknowledged_and_counts_the_rest_at_restart() {
     let dir = TempDir::new("relay-kill");
+    // Held until released, so all four are in flight together however slowly they arrive.
     let backend = FakeMta::start(Behaviour {
-        slow: Duration::from_secs(2),
+        slow: PATIENCE,
         ..Behaviour::default()
     });
     let mut avisd = start(&dir, &backend, false, 4);
@@ -287,6 +288,7 @@ fn killed_mid_load_avisd_loses_nothing_it_acknowledged_and_counts_the_rest_at_re
     assert_eq!(acknowledged, 0, "no client got 2xx from a killed avisd");
     // The back end finishes the slow transactions avisd left behind; only then is its
     // count final.
+    backend.release();
     wait_for("the back end's sessions to end", PATIENCE, || {
         (backend.active() == 0).then_some(())
     });
@@ -321,8 +323,9 @@ fn killed_mid_load_avisd_loses_nothing_it_acknowledged_and_counts_the_rest_at_re
 #[test]
 fn sigterm_lets_the_message_in_flight_finish_and_refuses_nothing_it_took() {
     let dir = TempDir::new("relay-drain");
+    // Held until avisd is draining, so the message is still in flight when it starts.
     let backend = FakeMta::start(Behaviour {
-        slow: Duration::from_secs(2),
+        slow: PATIENCE,
         ..Behaviour::default()
     });
     let mut avisd = start(&dir, &backend, false, 2);
@@ -331,7 +334,10 @@ fn sigterm_lets_the_message_in_flight_finish_and_refuses_nothing_it_took() {
     wait_for("the message in flight", PATIENCE, || {
         (avisd.snapshot().ledger(LedgerKey::InFlight) == 1).then_some(())
     });
+    let drains = avisd.logged("draining");
     avisd.proc.signal("TERM");
+    avisd.wait_logged("draining", drains);
+    backend.release();
     let r = client.join().unwrap().unwrap();
     assert!(r.final_replies[0].starts_with("250"), "{:?}", r.final_replies);
     let status = avisd.proc.child.wait().unwrap();
