@@ -70,29 +70,25 @@ priv_password = "monitorpriv123"
         .stderr(std::fs::File::create(dir.join("agent.log")).unwrap());
     let _agent = Proc::spawn("avis-snmp-agent", &mut cmd);
     let addr = format!("127.0.0.1:{port}");
-    wait_for(
-        "the configured agent to answer community ops",
-        Duration::from_secs(20),
-        || {
-            let out = snmp(
-                "snmpget",
-                &[
-                    "-v2c",
-                    "-c",
-                    "ops",
-                    "-t",
-                    "0.3",
-                    "-r",
-                    "0",
-                    &addr,
-                    "AMAVIS-MIB::inMsgs.0",
-                ],
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .contains("Counter32: 4")
-                .then_some(())
-        },
-    );
+    wait_for("the configured agent to answer community ops", tests::PATIENCE, || {
+        let out = snmp(
+            "snmpget",
+            &[
+                "-v2c",
+                "-c",
+                "ops",
+                "-t",
+                "0.3",
+                "-r",
+                "0",
+                &addr,
+                "AMAVIS-MIB::inMsgs.0",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Counter32: 4")
+            .then_some(())
+    });
     let v3 = v3_monitor(&addr);
     let mut args: Vec<&str> = v3.iter().map(String::as_str).collect();
     args.push("AMAVIS-MIB::inMsgs.0");
@@ -167,29 +163,25 @@ fn root_is_dropped_after_binding_or_the_agent_refuses_to_run() {
         .lines()
         .any(|l| l.starts_with("Uid:\t0\t"));
     if root {
-        wait_for(
-            "the agent to answer after dropping root",
-            Duration::from_secs(20),
-            || {
-                let out = snmp(
-                    "snmpget",
-                    &[
-                        "-v2c",
-                        "-c",
-                        "public",
-                        "-t",
-                        "0.3",
-                        "-r",
-                        "0",
-                        &addr,
-                        "AMAVIS-MIB::inMsgs.0",
-                    ],
-                );
-                String::from_utf8_lossy(&out.stdout)
-                    .contains("Counter32: 6")
-                    .then_some(())
-            },
-        );
+        wait_for("the agent to answer after dropping root", tests::PATIENCE, || {
+            let out = snmp(
+                "snmpget",
+                &[
+                    "-v2c",
+                    "-c",
+                    "public",
+                    "-t",
+                    "0.3",
+                    "-r",
+                    "0",
+                    &addr,
+                    "AMAVIS-MIB::inMsgs.0",
+                ],
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .contains("Counter32: 6")
+                .then_some(())
+        });
         let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
         let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
         assert!(
@@ -199,7 +191,7 @@ fn root_is_dropped_after_binding_or_the_agent_refuses_to_run() {
         assert!(agent_log(&dir).contains("dropped privileges"));
     } else {
         // Not root: the drop cannot happen, and the agent must not carry on regardless.
-        wait_for("the agent to refuse to run", Duration::from_secs(10), || {
+        wait_for("the agent to refuse to run", tests::PATIENCE, || {
             agent.exited().then_some(())
         });
         assert!(agent_log(&dir).contains("setgroups"), "{}", agent_log(&dir));
