@@ -280,7 +280,8 @@ pub struct ClientResult {
 }
 
 /// Sends one message over SMTP (or LMTP) and returns the replies; an `Err` means the
-/// connection broke before the final reply.
+/// connection broke before the final reply (or a reply took longer than twice
+/// [`crate::PATIENCE`], more than any message a test holds in flight).
 pub fn send(port: u16, lmtp: bool, from: &str, rcpts: &[&str], body: &str) -> std::io::Result<ClientResult> {
     send_bytes(port, lmtp, from, rcpts, body.as_bytes())
 }
@@ -288,7 +289,7 @@ pub fn send(port: u16, lmtp: bool, from: &str, rcpts: &[&str], body: &str) -> st
 /// `send` for a message of any octets (dot-stuffed here; a final CRLF added if missing).
 pub fn send_bytes(port: u16, lmtp: bool, from: &str, rcpts: &[&str], body: &[u8]) -> std::io::Result<ClientResult> {
     let stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_read_timeout(Some(crate::PATIENCE * 2))?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     let mut reply = || -> std::io::Result<String> {

@@ -5,7 +5,6 @@
 
 mod snmp_support;
 
-
 use snmp_support::*;
 use tests::avisd::{Avisd, config_text};
 use tests::mta::{Behaviour, FakeMta, send};

@@ -5,7 +5,6 @@
 mod snmp_support;
 
 use std::process::Command;
-use std::time::Duration;
 
 use snmp_support::*;
 use tests::{Proc, TempDir, bin, free_udp_port, wait_for};
@@ -202,7 +201,7 @@ fn root_is_dropped_after_binding_or_the_agent_refuses_to_run() {
 fn with_syslog_each_event_is_one_datagram_with_ident_pid_and_facility_mail() {
     let dir = TempDir::new("snmp-syslog");
     let log = std::os::unix::net::UnixDatagram::bind(dir.join("log")).unwrap();
-    log.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    log.set_read_timeout(Some(tests::PATIENCE)).unwrap();
     let mut cmd = Command::new(bin("avis-snmp-agent"));
     cmd.arg("--scoreboard")
         .arg(dir.join("missing-scoreboard"))
