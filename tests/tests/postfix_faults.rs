@@ -262,3 +262,36 @@ fn with_the_virus_scanner_down_avisd_tempfails_nothing_passes_unchecked_and_ever
     assert_eq!(snap.counter(Counter::ContentVirusMsgs), 1);
     assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
 }
+
+#[test]
+fn settle_returns_only_once_postfixs_log_holds_every_line_logged_before_it() {
+    // Postfix's programs log through postlogd, which writes when it gets to it: on a busy
+    // machine it runs behind. Here it is stopped outright and resumed a little later; the
+    // tests count log lines right after settle(), so settle() must wait for it.
+    let t = Topology::start(Kind::AfterQueue, "pf-log-lag", 1, "");
+    t.postfix.sync_log(); // postlogd is running
+    let postlogd = wait_for("postlogd", PATIENCE, || t.postfix.child_pid("postlogd"));
+    let signal = |sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(postlogd.to_string())
+            .status();
+    };
+    signal("STOP");
+    let line = "a line logged while postlogd was stopped";
+    t.postfix.log_line(line);
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2)); // the stall being simulated
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &postlogd.to_string()])
+            .status();
+    });
+    t.settle();
+    let logged = t.postfix.log_text().contains(line);
+    signal("CONT");
+    resume.join().expect("resume postlogd");
+    assert!(
+        logged,
+        "settle() returned before Postfix's log held a line logged before it"
+    );
+}

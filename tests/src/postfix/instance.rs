@@ -184,6 +184,28 @@ smtpd_client_message_rate_limit = 0
             .collect()
     }
 
+    /// Logs `text` as Postfix's programs do, through postlogd.
+    pub fn log_line(&self, text: &str) {
+        run(
+            "postlog",
+            self.cmd("postlog").args(["-t", "avis-test", "-p", "info", text]),
+        );
+    }
+
+    /// The PID of a process the master runs, by its program name (`postlogd`, `qmgr`...).
+    pub fn child_pid(&self, program: &str) -> Option<u32> {
+        let master = self.master_pid()?;
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces, so split at the last ')'.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (comm == program && ppid == master).then_some(pid)
+        })
+    }
+
     /// Waits until the log file holds every line logged so far. Postfix's programs send
     /// their lines to postlogd, which writes them to `maillog_file` when it gets to them:
     /// a marker logged now through the same channel (`postlog`) is written after every
@@ -192,10 +214,7 @@ smtpd_client_message_rate_limit = 0
         static MARKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let marker = format!("avis-test log sync {} {n}", std::process::id());
-        run(
-            "postlog",
-            self.cmd("postlog").args(["-t", "avis-test", "-p", "info", &marker]),
-        );
+        self.log_line(&marker);
         wait_for("Postfix's log to catch up", PATIENCE, || {
             self.log_text().contains(&marker).then_some(())
         });
