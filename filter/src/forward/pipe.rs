@@ -1,6 +1,8 @@
 //! Delivery to a program (`pipe:argv=...`): the message on its stdin, its exit code
 //! mapped to a reply the way sendmail maps sysexits (EX_TEMPFAIL and a killed program
-//! are temporary; other EX_* codes are permanent).
+//! are temporary; other EX_* codes are permanent). A program that did not take the whole
+//! message (a write error feeding it, or the timeout) is a temporary failure whatever
+//! it exits with.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -92,7 +94,15 @@ async fn run(argv: &[String], sender: &str, rcpts: &[&str], msg: &Outgoing<'_>, 
     match result {
         Err(_) => crate::replies::pipe_failed(&format!("{prog} timed out")),
         Ok((_, Err(e))) => crate::replies::pipe_failed(&format!("waiting for {prog}: {e}")),
-        Ok((Err(why), Ok(_))) => crate::replies::pipe_failed(&format!("feeding {prog} the message failed ({why})")),
+        Ok((Err(why), Ok(status))) => {
+            // Its own temporary failure (EX_TEMPFAIL) says more than our broken pipe.
+            let reply = crate::replies::pipe_exit(prog, status.code());
+            if reply.is_transient() {
+                reply
+            } else {
+                crate::replies::pipe_failed(&format!("feeding {prog} the message failed ({why})"))
+            }
+        }
         Ok((Ok(()), Ok(status))) => crate::replies::pipe_exit(prog, status.code()),
     }
 }
@@ -168,6 +178,24 @@ mod tests {
             replies[0]
         );
         assert!(replies[0].text.contains("feeding"), "{}", replies[0]);
+    }
+
+    #[tokio::test]
+    async fn a_program_that_exits_75_without_reading_keeps_its_own_temporary_failure() {
+        let spool = spool_of(&vec![b'x'; 4 * 1024 * 1024]);
+        let out = Outgoing {
+            prepend: b"",
+            skip: 0,
+            spool: &spool,
+        };
+        let replies = deliver(
+            &argv(&["/bin/sh", "-c", "exit 75"]),
+            &envelope(),
+            &out,
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(replies[0].code, 450, "{}", replies[0]);
     }
 
     #[tokio::test]
