@@ -1,5 +1,6 @@
-//! Hostile envelopes and programs on the way out, through a real avisd: the client never
-//! hears 2xx for a message that did not arrive (issue 11, items 1 and 16).
+//! Hostile envelopes, programs and file names on the way out, through a real avisd: the
+//! client never hears 2xx for a message that did not arrive, and every reply it hears is
+//! a well-formed line (issue 11, items 1, 15 and 16).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -95,4 +96,38 @@ fn a_delivery_program_that_exits_0_without_reading_the_message_gets_a_tempfail()
         last.starts_with("451 "),
         "never 2xx for a partial delivery: {replies:?}"
     );
+}
+
+#[test]
+fn a_banned_archive_member_with_a_10_kb_path_gets_one_short_clean_reply_line() {
+    use std::io::{Cursor, Write as _};
+    let dir = TempDir::new("hostile-banned-path");
+    let backend = FakeMta::start(Behaviour::default());
+    let avisd = start(&dir, &format!("smtp:[127.0.0.1]:{}", backend.port));
+    let member = format!("{}ev\r\n250 2.0.0 Ok\til.pdf.exe", "deep/".repeat(2000));
+    let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    z.start_file(member.as_str(), zip::write::SimpleFileOptions::default())
+        .unwrap();
+    z.write_all(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00")
+        .unwrap();
+    let zip_bytes = z.finish().unwrap().into_inner();
+    let b64: Vec<String> = tests::corpus::base64(&zip_bytes)
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let body = format!(
+        "From: alice@example.org\r\nSubject: archive\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--B\r\nContent-Type: application/zip; name=\"a.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--B--\r\n",
+        b64.join("\r\n")
+    );
+    let replies = send(avisd.port, "", "bob@example.com", body.as_bytes());
+    let last = replies.last().cloned().unwrap_or_default();
+    assert!(last.contains("BANNED"), "the member is banned: {replies:?}");
+    assert!(
+        last.len() + 2 <= 512,
+        "one reply line of {} octets: {last:?}",
+        last.len() + 2
+    );
+    assert!(!last.contains("\t") && last.contains("..."), "{last:?}");
+    assert!(backend.received().is_empty());
 }
