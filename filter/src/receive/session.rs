@@ -333,6 +333,18 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8], out: &mut Vec<Output>) {
+        // RFC 5321 2.3.8: a line ends with CRLF and nothing else. A bare LF is refused
+        // (Postfix's smtpd_forbid_bare_newline), and so is any other control character
+        // (a NUL, a lone CR...): the HELO name and XFORWARD values go into the Received
+        // field and the logs, where a CR or LF would start a line of the client's choosing.
+        let Some(text) = line.strip_suffix(b"\r\n") else {
+            out.push(Output::Reply(replies::bare_lf_in_command()));
+            return;
+        };
+        if text.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
+            out.push(Output::Reply(replies::control_in_command()));
+            return;
+        }
         if is_xforward(line) {
             let reply = self.xforward_command(line);
             out.push(Output::Reply(reply));
@@ -510,7 +522,13 @@ impl Session {
             let Some((name, value)) = pair.split_once('=') else {
                 return replies::syntax("XFORWARD attribute=value...");
             };
-            let value = xtext_decode(value);
+            // Postfix's smtpd refuses an over-long value and masks every non-printable
+            // character of the decoded value with '?' (its printable()), so a CR, LF or
+            // NUL smuggled in as +0D, +0A or +00 can never reach a header field or a log.
+            if value.len() > XFORWARD_VALUE_MAX {
+                return replies::xforward_value_too_long();
+            }
+            let value = mask_controls(&xtext_decode(value));
             let value = (!value.eq_ignore_ascii_case("[UNAVAILABLE]") && !value.is_empty()).then_some(value);
             let slot = match name.to_ascii_uppercase().as_str() {
                 "NAME" => &mut self.xforward.name,
@@ -526,6 +544,14 @@ impl Session {
         }
         replies::ok()
     }
+}
+
+/// The longest XFORWARD attribute value, as Postfix's smtpd (`501 ... too long` beyond).
+const XFORWARD_VALUE_MAX: usize = 255;
+
+/// Replaces each ASCII control character (CR, LF, NUL, DEL...) with '?'.
+pub fn mask_controls(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_control() { '?' } else { c }).collect()
 }
 
 fn is_xforward(line: &[u8]) -> bool {
