@@ -151,6 +151,16 @@ pub fn line_too_long() -> Reply {
     Reply::new(500, (5, 5, 2), "Error: line too long")
 }
 
+/// A message whose data had a CR or an LF without the other (RFC 5321 2.3.8), refused
+/// after its end: that is how SMTP smuggling hides a second message.
+pub fn bare_line_ending_in_data() -> Reply {
+    Reply::new(
+        554,
+        (5, 6, 0),
+        "Error: bare <CR> or <LF> in message data, message refused (RFC 5321 2.3.8)",
+    )
+}
+
 /// Recipient limit reached (amavisd's `$smtpd_recipient_limit`).
 pub fn too_many_recipients() -> Reply {
     Reply::new(452, (4, 5, 3), "Too many recipients")

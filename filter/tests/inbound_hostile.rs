@@ -3,6 +3,8 @@
 //! names the behaviour it pins; the bytes in are what an attacker sends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::Read;
+
 use filter::act::received_header;
 use filter::message::{Body, Envelope, Ids, Notify, Recipient, XForward};
 use filter::receive::session::{Limits, Output, Session, Transaction};
@@ -149,4 +151,43 @@ fn a_command_line_ended_by_a_bare_lf_is_refused_and_not_executed() {
     assert_eq!(codes(&replies), ["500", "503", "250", "500"], "{replies:?}");
     assert_eq!(replies[0], "500 5.5.2 Error: bare <LF> received");
     assert!(txs.is_empty());
+}
+
+#[test]
+fn smuggled_end_of_data_sequences_never_make_a_second_message_and_the_first_is_refused() {
+    for smuggle in ["\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r", "\r.\r"] {
+        let script = format!(
+            "EHLO mx\r\n{ENVELOPE}x{smuggle}MAIL FROM:<evil@x.org>\r\nRCPT TO:<v@y.org>\r\nDATA\r\nspoofed\r\n.\r\nQUIT\r\n"
+        );
+        for chunk in [1, 7, 4096] {
+            let (replies, txs) = run(script.as_bytes(), chunk);
+            assert_eq!(
+                codes(&replies),
+                ["250", "250", "250", "354", "554", "221", "<cl"],
+                "{smuggle:?} in chunks of {chunk}: {replies:?}"
+            );
+            assert!(replies[4].contains("bare <CR> or <LF>"), "{replies:?}");
+            assert!(txs.is_empty(), "{smuggle:?}: a message was handed on");
+        }
+    }
+}
+
+#[test]
+fn an_empty_message_and_a_dot_on_the_first_body_line_are_received_as_rfc_5321_says() {
+    for (data, want) in [
+        (".\r\n", ""),
+        ("..x\r\n.\r\n", ".x\r\n"),
+        ("a\r\n..\r\n.\r\n", "a\r\n.\r\n"),
+    ] {
+        let script = format!("EHLO mx\r\n{ENVELOPE}{data}");
+        let (replies, txs) = run(script.as_bytes(), 4096);
+        assert_eq!(
+            codes(&replies),
+            ["250", "250", "250", "354", "<an"],
+            "{data:?}: {replies:?}"
+        );
+        let mut body = Vec::new();
+        txs[0].spool.reader().unwrap().read_to_end(&mut body).unwrap();
+        assert_eq!(String::from_utf8(body).unwrap(), want, "{data:?}");
+    }
 }

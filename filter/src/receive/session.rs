@@ -7,12 +7,12 @@
 
 use std::borrow::Cow;
 
-use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{
     Error as ProtoError, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
     RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, Request,
 };
 
+use super::dot::DotReceiver;
 use super::spool::{Spool, SpoolConfig};
 use crate::message::{Body, Envelope, Notify, Recipient, Reply, Ret, XForward};
 use crate::replies;
@@ -83,14 +83,14 @@ enum State {
     /// Receiving the body.
     Data {
         envelope: Box<Envelope>,
-        receiver: Dot,
+        receiver: DotReceiver,
         spool: Spool,
         pending: Vec<u8>,
     },
     /// Receiving and discarding a body that is too big, or that the spool could not take.
     Draining {
         envelope: Box<Envelope>,
-        receiver: Dot,
+        receiver: DotReceiver,
         size: u64,
         reply: Reply,
     },
@@ -98,15 +98,6 @@ enum State {
     Processing,
     /// QUIT or a fatal error: nothing more is read.
     Closed,
-}
-
-/// smtp-proto's dot-unstuffing DATA receiver (it has no Debug of its own).
-struct Dot(DataReceiver);
-
-impl std::fmt::Debug for Dot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DataReceiver")
-    }
 }
 
 /// One inbound SMTP/LMTP session.
@@ -221,7 +212,6 @@ impl Session {
     /// Consumes body bytes from `self.buf[pos..]`; returns how many.
     fn ingest_data(&mut self, pos: usize, out: &mut Vec<Output>) -> usize {
         let input = &self.buf[pos..];
-        let mut iter = input.iter();
         let limit = self.limits.max_message_size;
         let state = std::mem::replace(&mut self.state, State::Closed);
         let (next, consumed) = match state {
@@ -231,34 +221,29 @@ impl Session {
                 mut spool,
                 mut pending,
             } => {
-                let done = receiver.0.ingest(&mut iter, &mut pending);
-                let consumed = input.len() - iter.as_slice().len();
+                let (consumed, done) = receiver.ingest(input, &mut pending);
                 let size = spool.len() + pending.len() as u64;
-                // The receiver may take back the last byte it gave (the CR of the final
-                // CRLF.CRLF), so one byte stays pending until the end; the rest goes to the
-                // spool in large chunks.
-                let flush = if done {
-                    pending.len()
-                } else if pending.len() > SPOOL_CHUNK {
-                    pending.len() - 1
-                } else {
-                    0
-                };
-                let written = if flush > 0 {
-                    let r = spool.write(&pending[..flush]);
-                    pending.drain(..flush);
+                // The body goes to the spool in large chunks.
+                let flush = done || pending.len() > SPOOL_CHUNK;
+                let written = if flush {
+                    let r = spool.write(&pending);
+                    pending.clear();
                     r
                 } else {
                     Ok(())
                 };
-                if limit > 0 && size > limit {
-                    let reply = replies::message_too_big(size);
-                    (
-                        self.drain_or_finish(envelope, receiver, size, reply, done, out),
-                        consumed,
-                    )
+                let refusal = if limit > 0 && size > limit {
+                    Some(replies::message_too_big(size))
+                } else if receiver.saw_bare_line_ending() {
+                    // Strict, as RFC 5321 2.3.8 wants: such a message is never stored or
+                    // forwarded, so nothing smuggled in it can reach the back end.
+                    Some(replies::bare_line_ending_in_data())
                 } else if let Err(e) = written.and_then(|()| if done { spool.finish() } else { Ok(()) }) {
-                    let reply = replies::tempfail(&self.id_seed, "spooling", &e.to_string());
+                    Some(replies::tempfail(&self.id_seed, "spooling", &e.to_string()))
+                } else {
+                    None
+                };
+                if let Some(reply) = refusal {
                     (
                         self.drain_or_finish(envelope, receiver, size, reply, done, out),
                         consumed,
@@ -291,8 +276,7 @@ impl Session {
                 reply,
             } => {
                 let mut scratch = Vec::new();
-                let done = receiver.0.ingest(&mut iter, &mut scratch);
-                let consumed = input.len() - iter.as_slice().len();
+                let (consumed, done) = receiver.ingest(input, &mut scratch);
                 let size = size + scratch.len() as u64;
                 (
                     self.drain_or_finish(envelope, receiver, size, reply, done, out),
@@ -308,7 +292,7 @@ impl Session {
     fn drain_or_finish(
         &mut self,
         envelope: Box<Envelope>,
-        receiver: Dot,
+        receiver: DotReceiver,
         size: u64,
         reply: Reply,
         done: bool,
@@ -488,7 +472,7 @@ impl Session {
                 let spool = Spool::new(self.limits.spool.clone(), &name);
                 self.state = State::Data {
                     envelope,
-                    receiver: Dot(DataReceiver::new()),
+                    receiver: DotReceiver::new(),
                     spool,
                     pending: Vec::new(),
                 };
