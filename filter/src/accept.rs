@@ -22,6 +22,14 @@ use crate::receive::spool::SpoolConfig;
 use crate::record::Peer;
 use crate::record::sink::EventLog;
 
+/// Bytes per second a DATA phase must average to keep going: Postfix's
+/// `smtpd_min_data_rate` default. A local MTA sends megabytes per second.
+const MIN_DATA_RATE: u64 = 500;
+
+/// The longest one DATA phase may hold a worker, whatever the rate (without a message size
+/// limit, the minimum rate alone would not bound it).
+const DATA_PHASE_LIMIT: Duration = Duration::from_secs(30 * 60);
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -344,6 +352,8 @@ impl Daemon {
             },
             idle_timeout: policy.idle_timeout,
             data_timeout: policy.data_timeout,
+            min_data_rate: MIN_DATA_RATE,
+            data_phase_limit: DATA_PHASE_LIMIT,
         };
         let ctx = Context {
             policy,

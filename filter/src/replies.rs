@@ -95,6 +95,22 @@ pub fn xforward_in_transaction() -> Reply {
     Reply::new(503, (5, 5, 1), "Error: XFORWARD inside a transaction")
 }
 
+/// A command line ended by a bare LF instead of CRLF (RFC 5321 2.3.8; Postfix's
+/// `smtpd_forbid_bare_newline` words).
+pub fn bare_lf_in_command() -> Reply {
+    Reply::new(500, (5, 5, 2), "Error: bare <LF> received")
+}
+
+/// A command line with a control character in it (a NUL, a lone CR...).
+pub fn control_in_command() -> Reply {
+    Reply::new(501, (5, 5, 2), "Syntax: control characters refused in a command")
+}
+
+/// An XFORWARD attribute value longer than Postfix allows (255).
+pub fn xforward_value_too_long() -> Reply {
+    Reply::new(501, (5, 5, 4), "Error: XFORWARD attribute value too long")
+}
+
 /// RCPT or DATA without MAIL.
 pub fn need_mail() -> Reply {
     Reply::new(503, (5, 5, 1), "Error: need MAIL command")
@@ -133,6 +149,16 @@ pub fn unsupported_parameter(param: &str) -> Reply {
 /// A command line longer than the limit.
 pub fn line_too_long() -> Reply {
     Reply::new(500, (5, 5, 2), "Error: line too long")
+}
+
+/// A message whose data had a CR or an LF without the other (RFC 5321 2.3.8), refused
+/// after its end: that is how SMTP smuggling hides a second message.
+pub fn bare_line_ending_in_data() -> Reply {
+    Reply::new(
+        554,
+        (5, 6, 0),
+        "Error: bare <CR> or <LF> in message data, message refused (RFC 5321 2.3.8)",
+    )
 }
 
 /// Recipient limit reached (amavisd's `$smtpd_recipient_limit`).

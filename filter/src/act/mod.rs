@@ -31,7 +31,10 @@ pub fn rfc5322_date(ms: u64) -> String {
 }
 
 /// The Received field avisd prepends, as amavisd does (trace and loop detection).
+/// Every value is masked (control characters become '?') whatever receive let through:
+/// a CR or LF from a peer here would start a header field of the peer's choosing.
 pub fn received_header(envelope: &Envelope, ids: &Ids, host: &str, port: Option<u16>, ms: u64) -> Vec<u8> {
+    use crate::receive::session::mask_controls as safe;
     let from = envelope
         .xforward
         .helo
@@ -43,17 +46,19 @@ pub fn received_header(envelope: &Envelope, ids: &Ids, host: &str, port: Option<
         .xforward
         .addr
         .as_deref()
-        .map(|a| format!(" ([{a}])"))
+        .map(|a| format!(" ([{}])", safe(a)))
         .unwrap_or_default();
     let with = if envelope.lmtp { "LMTP" } else { "ESMTP" };
     let port = port.map(|p| format!(", port {p}")).unwrap_or_default();
     let rcpt = match envelope.recipients.as_slice() {
-        [only] => format!("\r\n\tfor <{}>", only.address),
+        [only] => format!("\r\n\tfor <{}>", safe(&only.address)),
         _ => String::new(),
     };
     format!(
-        "Received: from {from}{addr}\r\n\tby {host} (avis{port}) with {with} id {}{rcpt};\r\n\t{}\r\n",
-        ids.mail_id,
+        "Received: from {}{addr}\r\n\tby {} (avis{port}) with {with} id {}{rcpt};\r\n\t{}\r\n",
+        safe(from),
+        safe(host),
+        safe(&ids.mail_id),
         rfc5322_date(ms)
     )
     .into_bytes()

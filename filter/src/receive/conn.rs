@@ -1,5 +1,6 @@
-//! The connection driver: runs a [`Session`] on a socket. Reads with the idle or data
-//! timeout, writes the session's replies in batches (so pipelined commands get their
+//! The connection driver: runs a [`Session`] on a socket. Every read and every write has a
+//! deadline on tokio's clock (each command, the DATA phase with a minimum rate, each batch
+//! of replies), writes the session's replies in batches (so pipelined commands get their
 //! replies together), moves the worker slot through the nanny's letters, and hands each
 //! complete transaction to the [`Handler`] that `main` wires up. On shutdown an idle
 //! session is closed with 421 at once; a transaction in progress is finished first.
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use agent_mib::{Outcome, WorkerSlot, WorkerState};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio::time::Instant as TokioInstant;
 
 use super::session::{Limits, Output, Refused, Session, Transaction};
 use crate::message::{Ids, Reply};
@@ -40,10 +42,17 @@ pub trait Handler: Sync {
 pub struct ConnSettings {
     /// Session limits.
     pub limits: Limits,
-    /// Silence allowed between commands.
+    /// Time allowed for each command line (from the previous answer to its end) and for
+    /// writing each batch of replies, as Postfix's `smtpd_timeout` bounds both.
     pub idle_timeout: Duration,
-    /// Silence allowed during DATA.
+    /// The time a DATA phase starts with; each byte received earns it more (below).
     pub data_timeout: Duration,
+    /// Bytes per second a DATA phase must keep up: each byte received extends its deadline
+    /// by `1 / min_data_rate` s (Postfix's `smtpd_min_data_rate`, 500 by default), so a
+    /// client dripping a byte now and then runs out of time however often it sends.
+    pub min_data_rate: u64,
+    /// The longest a DATA phase may last, however fast the client sends.
+    pub data_phase_limit: Duration,
 }
 
 /// How a connection ended.
@@ -53,8 +62,10 @@ pub enum Ending {
     Quit,
     /// The client closed the connection.
     ClientClosed,
-    /// A timeout (421 sent).
+    /// A read timeout: the client was too slow with a command or its data (421 sent).
     Timeout,
+    /// Replies could not be written in time: the client does not read them.
+    WriteTimeout,
     /// avisd is shutting down (421 sent).
     Shutdown,
     /// A read or write failed.
@@ -62,6 +73,9 @@ pub enum Ending {
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a last 421 (timeout, shutdown) may take to write before the socket is dropped.
+const FAREWELL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Ids and times for a transaction whose MAIL FROM was not seen (never in practice: the
 /// session emits MailStarted first), so a message is never left without ids.
@@ -71,6 +85,78 @@ fn fresh(slot: &WorkerSlot, conn_number: u64, txn: u32) -> (Ids, Instant, u64) {
         Instant::now(),
         agent_mib::now_ms(),
     )
+}
+
+/// Why replies could not be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteFailed {
+    /// Not within the time allowed.
+    Timeout,
+    /// The socket failed.
+    Io,
+}
+
+impl From<WriteFailed> for Ending {
+    fn from(w: WriteFailed) -> Ending {
+        match w {
+            WriteFailed::Timeout => Ending::WriteTimeout,
+            WriteFailed::Io => Ending::IoError,
+        }
+    }
+}
+
+/// Writes `bytes` within `limit`. A client that pipelines commands and never reads the
+/// replies fills its receive window and then ours, and the write waits: while it does, a
+/// slot whose letter says idle (`letter`) shows `b` instead, so the nanny sees the worker
+/// held by that client (amavisd's letter for protocol handling).
+async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    limit: Duration,
+    slot: &WorkerSlot,
+    letter: WorkerState,
+) -> Result<(), WriteFailed> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let idle = letter.is_idle_letter();
+    if idle {
+        slot.set_state(WorkerState::Begin);
+    }
+    let written = tokio::time::timeout(limit, stream.write_all(bytes)).await;
+    if idle {
+        slot.set_state(letter);
+    }
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteFailed::Io),
+        Err(_) => Err(WriteFailed::Timeout),
+    }
+}
+
+/// The deadline of the DATA phase under way: it starts at `data_timeout`, each byte
+/// received adds `1 / min_data_rate` s, and it never passes the phase's hard limit.
+#[derive(Debug, Clone, Copy)]
+struct DataClock {
+    deadline: TokioInstant,
+    limit: TokioInstant,
+}
+
+impl DataClock {
+    fn start(settings: &ConnSettings) -> DataClock {
+        let now = TokioInstant::now();
+        let limit = now + settings.data_phase_limit;
+        DataClock {
+            deadline: (now + settings.data_timeout).min(limit),
+            limit,
+        }
+    }
+
+    fn received(&mut self, bytes: usize, min_rate: u64) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let earned = Duration::from_millis(bytes.saturating_mul(1000) / min_rate.max(1));
+        self.deadline = (self.deadline + earned).min(self.limit);
+    }
 }
 
 /// Serves one connection until it ends.
@@ -93,39 +179,47 @@ where
     let mut buf = vec![0u8; READ_CHUNK];
     let mut txn: u32 = 0;
     let mut mail: Option<(Ids, Instant, u64)> = None;
-    let mut last_command = Instant::now();
+    // The letter the slot shows between our writes (accept set `A`).
+    let mut letter = WorkerState::Accepted;
+    let limit = settings.idle_timeout;
+    let mut last_command = TokioInstant::now();
+    let mut data_clock: Option<DataClock> = None;
     loop {
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                return Ending::IoError;
-            }
-            out.clear();
+        if let Err(w) = send(&mut stream, &out, limit, slot, letter).await {
+            return w.into();
         }
+        out.clear();
         if *shutdown.borrow() && !session.in_transaction() {
-            let _ = stream.write_all(replies::shutting_down().to_wire().as_bytes()).await;
+            let bye = replies::shutting_down().to_wire();
+            let _ = send(&mut stream, bye.as_bytes(), FAREWELL_LIMIT, slot, letter).await;
             return Ending::Shutdown;
         }
         // Between commands the idle timeout bounds the whole next command, not each read:
-        // a client dripping a byte at a time (slowloris) is cut off all the same. During
-        // DATA each read is bounded by the data timeout.
-        let wait = if session.in_data() {
-            last_command = Instant::now();
-            settings.data_timeout
+        // a client dripping a byte at a time (slowloris) is cut off all the same. The DATA
+        // phase runs on its own clock, which only a minimum rate of bytes keeps going.
+        let deadline = if session.in_data() {
+            last_command = TokioInstant::now();
+            data_clock.get_or_insert_with(|| DataClock::start(settings)).deadline
         } else {
-            settings.idle_timeout.saturating_sub(last_command.elapsed())
+            data_clock = None;
+            last_command + settings.idle_timeout
         };
         let n = tokio::select! {
-            r = tokio::time::timeout(wait, stream.read(&mut buf)) => match r {
+            r = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => match r {
                 Ok(Ok(0)) => return Ending::ClientClosed,
                 Ok(Ok(n)) => n,
                 Ok(Err(_)) => return Ending::IoError,
                 Err(_) => {
-                    let _ = stream.write_all(replies::timeout(&settings.limits.hostname).to_wire().as_bytes()).await;
+                    let bye = replies::timeout(&settings.limits.hostname).to_wire();
+                    let _ = send(&mut stream, bye.as_bytes(), FAREWELL_LIMIT, slot, letter).await;
                     return Ending::Timeout;
                 }
             },
             _ = shutdown.changed(), if !*shutdown.borrow() => continue,
         };
+        if let Some(clock) = data_clock.as_mut() {
+            clock.received(n, settings.min_data_rate);
+        }
         session.feed(&buf[..n], &mut outputs);
         let answered_something = !outputs.is_empty();
         // A transaction's answer may unblock pipelined input already buffered.
@@ -135,47 +229,62 @@ where
                 match o {
                     Output::Reply(r) => out.extend_from_slice(r.to_wire().as_bytes()),
                     Output::Close => {
-                        let _ = stream.write_all(&out).await;
+                        let _ = send(&mut stream, &out, limit, slot, letter).await;
                         return Ending::Quit;
                     }
                     Output::MailStarted => {
                         txn += 1;
                         let ids = Ids::new(slot.index(), conn_number, txn);
                         slot.set_state_reset(WorkerState::Mail);
+                        letter = WorkerState::Mail;
                         slot.set_ids(&ids.log_id, "");
                         mail = Some((ids, Instant::now(), agent_mib::now_ms()));
                     }
-                    Output::DataStarted => slot.set_state(WorkerState::Data),
+                    Output::DataStarted => {
+                        slot.set_state(WorkerState::Data);
+                        letter = WorkerState::Data;
+                    }
                     Output::Refused(r) => {
-                        out.extend_from_slice(r.reply.to_wire().as_bytes());
+                        // LMTP answers the end of DATA once per recipient.
+                        let answers = if session.is_lmtp() {
+                            r.envelope.recipients.len().max(1)
+                        } else {
+                            1
+                        };
+                        for _ in 0..answers {
+                            out.extend_from_slice(r.reply.to_wire().as_bytes());
+                        }
                         let (ids, at, ms) = mail.take().unwrap_or_else(|| fresh(slot, conn_number, txn));
                         let outcome = handler.refused(slot, *r, ids, at, ms);
+                        letter = WorkerState::Done;
                         slot.message_answered(outcome);
-                        let written = stream.write_all(&out).await;
+                        let written = send(&mut stream, &out, limit, slot, letter).await;
                         out.clear();
                         slot.clear_ids();
-                        if written.is_err() {
-                            return Ending::IoError;
+                        if let Err(w) = written {
+                            return w.into();
                         }
                     }
                     Output::Message(tx) => {
                         // Replies before the message go out first; the client waits for the final one.
-                        if !out.is_empty() && stream.write_all(&out).await.is_err() {
-                            return Ending::IoError;
+                        if let Err(w) = send(&mut stream, &out, limit, slot, letter).await {
+                            return w.into();
                         }
                         out.clear();
                         let (ids, at, ms) = mail.take().unwrap_or_else(|| fresh(slot, conn_number, txn));
                         slot.set_ids(&ids.log_id, tx.envelope.xforward.ident.as_deref().unwrap_or(""));
                         let (replies, outcome) = handler.handle(slot, *tx, ids, at, ms).await;
+                        // The pipeline leaves the slot at `.` (done, session open).
+                        letter = WorkerState::Done;
                         for r in replies {
                             out.extend_from_slice(r.to_wire().as_bytes());
                         }
                         slot.message_answered(outcome);
-                        let written = stream.write_all(&out).await;
+                        let written = send(&mut stream, &out, limit, slot, letter).await;
                         out.clear();
                         slot.clear_ids();
-                        if written.is_err() {
-                            return Ending::IoError;
+                        if let Err(w) = written {
+                            return w.into();
                         }
                         session.answered();
                         progressed = true;
@@ -188,7 +297,7 @@ where
         }
         if answered_something {
             // The clock of the next command starts once this one is answered.
-            last_command = Instant::now();
+            last_command = TokioInstant::now();
         }
     }
 }

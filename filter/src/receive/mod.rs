@@ -3,5 +3,6 @@
 //! `crate::replies`, with every other reply avisd sends.
 
 pub mod conn;
+pub mod dot;
 pub mod session;
 pub mod spool;

@@ -7,12 +7,12 @@
 
 use std::borrow::Cow;
 
-use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{
     Error as ProtoError, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
     RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, Request,
 };
 
+use super::dot::DotReceiver;
 use super::spool::{Spool, SpoolConfig};
 use crate::message::{Body, Envelope, Notify, Recipient, Reply, Ret, XForward};
 use crate::replies;
@@ -83,14 +83,14 @@ enum State {
     /// Receiving the body.
     Data {
         envelope: Box<Envelope>,
-        receiver: Dot,
+        receiver: DotReceiver,
         spool: Spool,
         pending: Vec<u8>,
     },
     /// Receiving and discarding a body that is too big, or that the spool could not take.
     Draining {
         envelope: Box<Envelope>,
-        receiver: Dot,
+        receiver: DotReceiver,
         size: u64,
         reply: Reply,
     },
@@ -98,15 +98,6 @@ enum State {
     Processing,
     /// QUIT or a fatal error: nothing more is read.
     Closed,
-}
-
-/// smtp-proto's dot-unstuffing DATA receiver (it has no Debug of its own).
-struct Dot(DataReceiver);
-
-impl std::fmt::Debug for Dot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DataReceiver")
-    }
 }
 
 /// One inbound SMTP/LMTP session.
@@ -221,7 +212,6 @@ impl Session {
     /// Consumes body bytes from `self.buf[pos..]`; returns how many.
     fn ingest_data(&mut self, pos: usize, out: &mut Vec<Output>) -> usize {
         let input = &self.buf[pos..];
-        let mut iter = input.iter();
         let limit = self.limits.max_message_size;
         let state = std::mem::replace(&mut self.state, State::Closed);
         let (next, consumed) = match state {
@@ -231,34 +221,29 @@ impl Session {
                 mut spool,
                 mut pending,
             } => {
-                let done = receiver.0.ingest(&mut iter, &mut pending);
-                let consumed = input.len() - iter.as_slice().len();
+                let (consumed, done) = receiver.ingest(input, &mut pending);
                 let size = spool.len() + pending.len() as u64;
-                // The receiver may take back the last byte it gave (the CR of the final
-                // CRLF.CRLF), so one byte stays pending until the end; the rest goes to the
-                // spool in large chunks.
-                let flush = if done {
-                    pending.len()
-                } else if pending.len() > SPOOL_CHUNK {
-                    pending.len() - 1
-                } else {
-                    0
-                };
-                let written = if flush > 0 {
-                    let r = spool.write(&pending[..flush]);
-                    pending.drain(..flush);
+                // The body goes to the spool in large chunks.
+                let flush = done || pending.len() > SPOOL_CHUNK;
+                let written = if flush {
+                    let r = spool.write(&pending);
+                    pending.clear();
                     r
                 } else {
                     Ok(())
                 };
-                if limit > 0 && size > limit {
-                    let reply = replies::message_too_big(size);
-                    (
-                        self.drain_or_finish(envelope, receiver, size, reply, done, out),
-                        consumed,
-                    )
+                let refusal = if limit > 0 && size > limit {
+                    Some(replies::message_too_big(size))
+                } else if receiver.saw_bare_line_ending() {
+                    // Strict, as RFC 5321 2.3.8 wants: such a message is never stored or
+                    // forwarded, so nothing smuggled in it can reach the back end.
+                    Some(replies::bare_line_ending_in_data())
                 } else if let Err(e) = written.and_then(|()| if done { spool.finish() } else { Ok(()) }) {
-                    let reply = replies::tempfail(&self.id_seed, "spooling", &e.to_string());
+                    Some(replies::tempfail(&self.id_seed, "spooling", &e.to_string()))
+                } else {
+                    None
+                };
+                if let Some(reply) = refusal {
                     (
                         self.drain_or_finish(envelope, receiver, size, reply, done, out),
                         consumed,
@@ -291,8 +276,7 @@ impl Session {
                 reply,
             } => {
                 let mut scratch = Vec::new();
-                let done = receiver.0.ingest(&mut iter, &mut scratch);
-                let consumed = input.len() - iter.as_slice().len();
+                let (consumed, done) = receiver.ingest(input, &mut scratch);
                 let size = size + scratch.len() as u64;
                 (
                     self.drain_or_finish(envelope, receiver, size, reply, done, out),
@@ -308,7 +292,7 @@ impl Session {
     fn drain_or_finish(
         &mut self,
         envelope: Box<Envelope>,
-        receiver: Dot,
+        receiver: DotReceiver,
         size: u64,
         reply: Reply,
         done: bool,
@@ -333,6 +317,18 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8], out: &mut Vec<Output>) {
+        // RFC 5321 2.3.8: a line ends with CRLF and nothing else. A bare LF is refused
+        // (Postfix's smtpd_forbid_bare_newline), and so is any other control character
+        // (a NUL, a lone CR...): the HELO name and XFORWARD values go into the Received
+        // field and the logs, where a CR or LF would start a line of the client's choosing.
+        let Some(text) = line.strip_suffix(b"\r\n") else {
+            out.push(Output::Reply(replies::bare_lf_in_command()));
+            return;
+        };
+        if text.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
+            out.push(Output::Reply(replies::control_in_command()));
+            return;
+        }
         if is_xforward(line) {
             let reply = self.xforward_command(line);
             out.push(Output::Reply(reply));
@@ -476,7 +472,7 @@ impl Session {
                 let spool = Spool::new(self.limits.spool.clone(), &name);
                 self.state = State::Data {
                     envelope,
-                    receiver: Dot(DataReceiver::new()),
+                    receiver: DotReceiver::new(),
                     spool,
                     pending: Vec::new(),
                 };
@@ -510,7 +506,13 @@ impl Session {
             let Some((name, value)) = pair.split_once('=') else {
                 return replies::syntax("XFORWARD attribute=value...");
             };
-            let value = xtext_decode(value);
+            // Postfix's smtpd refuses an over-long value and masks every non-printable
+            // character of the decoded value with '?' (its printable()), so a CR, LF or
+            // NUL smuggled in as +0D, +0A or +00 can never reach a header field or a log.
+            if value.len() > XFORWARD_VALUE_MAX {
+                return replies::xforward_value_too_long();
+            }
+            let value = mask_controls(&xtext_decode(value));
             let value = (!value.eq_ignore_ascii_case("[UNAVAILABLE]") && !value.is_empty()).then_some(value);
             let slot = match name.to_ascii_uppercase().as_str() {
                 "NAME" => &mut self.xforward.name,
@@ -526,6 +528,14 @@ impl Session {
         }
         replies::ok()
     }
+}
+
+/// The longest XFORWARD attribute value, as Postfix's smtpd (`501 ... too long` beyond).
+const XFORWARD_VALUE_MAX: usize = 255;
+
+/// Replaces each ASCII control character (CR, LF, NUL, DEL...) with '?'.
+pub fn mask_controls(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_control() { '?' } else { c }).collect()
 }
 
 fn is_xforward(line: &[u8]) -> bool {
