@@ -238,3 +238,38 @@ fn with_syslog_each_event_is_one_datagram_with_ident_pid_and_facility_mail() {
         "{got:?}"
     );
 }
+
+/// Runs the agent with nothing to serve (it stops at once) and returns its exit and stderr.
+fn run_and_stop(dir: &TempDir, args: &[&str], env: Option<&str>) -> (bool, String) {
+    let sb = dir.join("scoreboard");
+    let mut cmd = Command::new(bin("avis-snmp-agent"));
+    cmd.arg("--scoreboard")
+        .arg(&sb)
+        .args(["--agentx", "off", "--queue-directory", "off"])
+        .args(args)
+        .env_remove("AVIS_SNMP_V3_USER");
+    if let Some(spec) = env {
+        cmd.env("AVIS_SNMP_V3_USER", spec);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn v3_pass_phrases_on_the_command_line_are_warned_about_and_the_environment_is_an_alternative() {
+    let dir = TempDir::new("snmp-secret-flags");
+    let (ok, stderr) = run_and_stop(&dir, &["--v3-user", "monitor:sha256:monitorauth123"], None);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--v3-user monitor: pass phrases on the command line are readable by every local user"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("monitorauth123"),
+        "the warning must not repeat the secret: {stderr}"
+    );
+    let (ok, stderr) = run_and_stop(&dir, &[], Some("monitor:sha256:monitorauth123\n"));
+    assert!(!ok);
+    assert!(!stderr.contains("command line"), "{stderr}");
+    assert!(stderr.contains("nothing to do"), "the user was accepted: {stderr}");
+}

@@ -78,6 +78,7 @@ struct RawDaemon {
     hostname: Option<Spanned<String>>,
     state_dir: Spanned<String>,
     scoreboard: Option<Spanned<String>>,
+    scoreboard_group: Option<Spanned<String>>,
     quarantine_dir: Option<Spanned<String>>,
     max_servers: Spanned<i64>,
     #[serde(default = "default_threshold")]
@@ -90,6 +91,17 @@ struct RawDaemon {
     events: Spanned<String>,
     #[serde(default = "default_drain")]
     drain_timeout: Spanned<i64>,
+}
+
+/// A group's gid, from its name or number.
+fn group_id(name: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Some(gid);
+    }
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 fn default_threshold() -> Spanned<i64> {
@@ -289,6 +301,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The scoreboard file.
     pub scoreboard: PathBuf,
+    /// The group (gid) that may read the scoreboard (`[daemon] scoreboard_group`, a name or
+    /// a number): the monitors' group. `None`: the daemon's own group.
+    pub scoreboard_group: Option<u32>,
     /// Where quarantined copies go (amavisd's `$QUARANTINEDIR`).
     pub quarantine_dir: PathBuf,
     /// Workers: connections handled at once. Postfix's process limit for the filter
@@ -418,6 +433,13 @@ impl Validator<'_> {
             .scoreboard
             .as_ref()
             .map_or_else(|| state_dir.join("scoreboard"), |s| PathBuf::from(s.get_ref()));
+        let scoreboard_group = d.scoreboard_group.as_ref().and_then(|g| {
+            let gid = group_id(g.get_ref());
+            if gid.is_none() {
+                self.problem("daemon.scoreboard_group", g, "no such group");
+            }
+            gid
+        });
         let quarantine_dir = d
             .quarantine_dir
             .as_ref()
@@ -501,6 +523,7 @@ impl Validator<'_> {
             hostname,
             state_dir,
             scoreboard,
+            scoreboard_group,
             quarantine_dir,
             max_servers,
             spool_memory_threshold,

@@ -122,3 +122,25 @@ fn networks_and_local_domains_match_like_amavisd_maps() {
     p.local_domains = vec!["example.com".into()];
     assert!(p.is_local("a@example.com") && p.is_local("a@mx.Example.COM") && !p.is_local("a@example.org"));
 }
+
+#[test]
+fn the_scoreboard_group_is_a_known_group_name_or_a_number() {
+    let base = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n";
+    let rest = "\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n";
+    let with = |group: &str| format!("{base}scoreboard_group = \"{group}\"\n{rest}");
+    assert_eq!(Config::parse(&with("root"), "t").unwrap().scoreboard_group, Some(0));
+    assert_eq!(Config::parse(&with("4242"), "t").unwrap().scoreboard_group, Some(4242));
+    assert_eq!(
+        Config::parse(&format!("{base}{rest}"), "t").unwrap().scoreboard_group,
+        None
+    );
+    let Err(ConfigError::Invalid(problems)) = Config::parse(&with("no-such-group-avis"), "t.toml") else {
+        panic!("accepted")
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.to_string() == "t.toml:4: daemon.scoreboard_group: no such group"),
+        "{problems:?}"
+    );
+}
