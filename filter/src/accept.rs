@@ -47,6 +47,9 @@ pub enum StartError {
     /// The event log could not be opened.
     #[error("cannot open the JSON event log: {0}")]
     Events(std::io::Error),
+    /// The privilege drop after binding failed (main's `after_bind`).
+    #[error("cannot drop privileges: {0}")]
+    Privileges(String),
 }
 
 /// The parts of the configuration a reload replaces.
@@ -223,6 +226,15 @@ impl Daemon {
 
     /// Binds the listeners, serves until SIGTERM/SIGINT, then drains.
     pub async fn run(self: Arc<Self>) -> Result<(), StartError> {
+        self.run_after_bind(|| Ok(())).await
+    }
+
+    /// As [`Daemon::run`], calling `after_bind` once every listener is bound and before
+    /// the first connection is accepted: main drops root there.
+    pub async fn run_after_bind(
+        self: Arc<Self>,
+        after_bind: impl FnOnce() -> Result<(), StartError>,
+    ) -> Result<(), StartError> {
         let rt = self.runtime();
         let mut bound = Vec::new();
         for l in &rt.config.listeners {
@@ -243,6 +255,7 @@ impl Daemon {
             tracing::info!(listen = %l.address, policy = %l.policy, "listening");
             bound.push((b, l.policy.clone()));
         }
+        after_bind()?;
         let mut tasks = tokio::task::JoinSet::new();
         for (b, policy) in bound {
             let d = Arc::clone(&self);

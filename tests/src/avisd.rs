@@ -33,7 +33,7 @@ pub struct Avisd {
 /// `extra_policy` lines go into `[policy.default]`.
 pub fn config_text(dir: &Path, port: u16, forward: &str, max_servers: usize, extra_policy: &str) -> String {
     format!(
-        "[daemon]\nhostname = \"avis.test\"\nstate_dir = \"{state}\"\nmax_servers = {max_servers}\nspool_memory_threshold = 65536\nevents = \"file:{events}\"\ndrain_timeout = 20\n\n[[listen]]\naddress = \"127.0.0.1:{port}\"\n\n[policy.default]\nforward = \"{forward}\"\nforward_timeout = 20\n{extra_policy}\n",
+        "[daemon]\nhostname = \"avis.test\"\nstate_dir = \"{state}\"\nmax_servers = {max_servers}\nspool_memory_threshold = 65536\nevents = \"file:{events}\"\ndrain_timeout = 20\nallow_root = true\n\n[[listen]]\naddress = \"127.0.0.1:{port}\"\n\n[policy.default]\nforward = \"{forward}\"\nforward_timeout = 20\n{extra_policy}\n",
         state = dir.join("state").display(),
         events = dir.join("events.jsonl").display(),
     )

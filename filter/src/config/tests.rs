@@ -144,3 +144,40 @@ fn the_scoreboard_group_is_a_known_group_name_or_a_number() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn the_daemon_section_names_the_user_to_become_and_defaults_to_a_private_umask_without_root() {
+    let base = "[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n";
+    let c = Config::parse(
+        &format!("[daemon]\nstate_dir = \"s\"\nmax_servers = 1\n\n{base}"),
+        "a.toml",
+    )
+    .unwrap();
+    assert_eq!((c.user, c.group, c.allow_root, c.umask), (None, None, false, 0o027));
+    let c = Config::parse(
+        &format!(
+            "[daemon]\nstate_dir = \"s\"\nmax_servers = 1\nuser = \"avis\"\ngroup = \"mail\"\numask = 0o077\n\n{base}"
+        ),
+        "b.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.user.as_deref(), c.group.as_deref(), c.umask),
+        (Some("avis"), Some("mail"), 0o077)
+    );
+    let Err(ConfigError::Invalid(problems)) = Config::parse(
+        &format!("[daemon]\nstate_dir = \"s\"\nmax_servers = 1\nuser = \"\"\numask = 0o1777\n\n{base}"),
+        "c.toml",
+    ) else {
+        panic!("accepted")
+    };
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.iter().any(|p| p.starts_with("c.toml:4: daemon.user:")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|p| p.starts_with("c.toml:5: daemon.umask:")),
+        "{shown:?}"
+    );
+}
