@@ -263,7 +263,8 @@ proptest! {
         at in 0usize..8,
         code in prop::sample::select(vec![250u16, 251, 354, 450, 550, 221]),
     ) {
-        // Replies of a clean run: MAIL, one per RCPT, DATA, end of data.
+        // Replies of a clean run: MAIL, one per RCPT, DATA, end of data. (421 is left out:
+        // sent unasked it means "closing", which a_cached_connection_... covers.)
         let total = n_rcpts + 3;
         let at = at % total;
         let fault = match kind {
@@ -305,4 +306,108 @@ fn a_reply_to_data_that_is_not_354_or_a_refusal_fails_the_transaction() {
     let (result, seen) = exchange(&env, true, Fault::ExtraBefore(0, 250), Duration::from_secs(10));
     assert!(matches!(result, Err(ClientError::OutOfStep { .. })), "{result:?}");
     assert_eq!(seen.bodies, 0);
+}
+
+/// A back end on loopback that serves transactions and, on the first connection only,
+/// says `421` unasked once `idle_timeout` is notified (while avisd holds it idle), then
+/// answers nothing more.
+async fn closing_backend(
+    listener: tokio::net::TcpListener,
+    bodies: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    idle_timeout: std::sync::Arc<tokio::sync::Notify>,
+    said_421: std::sync::Arc<tokio::sync::Notify>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut first = true;
+    while let Ok((stream, _)) = listener.accept().await {
+        let (bodies, said_421, idle_timeout, close_after) =
+            (bodies.clone(), said_421.clone(), idle_timeout.clone(), first);
+        first = false;
+        // No Nagle: the unasked 421 must be in avisd's socket when `said_421` is notified,
+        // not held back until the previous reply is acknowledged.
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let (r, mut w) = stream.into_split();
+            let mut r = BufReader::new(r);
+            let _ = w.write_all(b"220 backend.test ESMTP\r\n").await;
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if r.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let reply: &[u8] = match line.get(..4).map(<[u8]>::to_ascii_uppercase).as_deref() {
+                    Some(b"EHLO") => b"250-backend.test\r\n250 PIPELINING\r\n",
+                    Some(b"DATA") => {
+                        let _ = w.write_all(b"354 go ahead\r\n").await;
+                        loop {
+                            line.clear();
+                            if r.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == b".\r\n" {
+                                break;
+                            }
+                        }
+                        bodies.fetch_add(1, Ordering::SeqCst);
+                        let _ = w.write_all(b"250 2.0.0 Ok: queued\r\n").await;
+                        if close_after {
+                            idle_timeout.notified().await;
+                            // Said unasked, with the connection left open: the line waits
+                            // in avisd's socket for whoever reads next.
+                            let _ = w.write_all(b"421 4.4.2 backend.test Error: timeout exceeded\r\n").await;
+                            said_421.notify_one();
+                            while r.read_until(b'\n', &mut line).await.unwrap_or(0) > 0 {}
+                            return;
+                        }
+                        continue;
+                    }
+                    _ => b"250 2.0.0 Ok\r\n",
+                };
+                let _ = w.write_all(reply).await;
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_cached_connection_that_said_421_while_idle_is_not_reused() {
+    use filter::forward::target::{Address, Target};
+    use filter::forward::{ConnUse, Forwarder};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = Arc::new(AtomicUsize::new(0));
+    let said_421 = Arc::new(tokio::sync::Notify::new());
+    let idle_timeout = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(closing_backend(
+        listener,
+        bodies.clone(),
+        idle_timeout.clone(),
+        said_421.clone(),
+    ));
+
+    let forwarder = Forwarder::new(
+        Target::Mta(Protocol::Smtp, Address::Tcp("127.0.0.1".into(), port)),
+        "avis.test",
+        Duration::from_secs(10),
+    );
+    let env = envelope(None, vec![rcpt("bob@example.com", None)], XForward::default());
+    let spool = spool();
+    let out = Outgoing {
+        prepend: b"",
+        skip: 0,
+        spool: &spool,
+    };
+    let first = forwarder.forward(&env, &out).await.unwrap();
+    assert_eq!(first.replies[0].code, 250);
+    idle_timeout.notify_one();
+    said_421.notified().await;
+    // Before: the 421 was read as the answer to the next MAIL, and the message tempfailed.
+    let second = forwarder.forward(&env, &out).await.unwrap();
+    assert_eq!(second.replies[0].code, 250, "{:?}", second.replies);
+    assert_eq!(second.conn, ConnUse::New);
+    assert_eq!(bodies.load(Ordering::SeqCst), 2);
 }

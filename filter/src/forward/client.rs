@@ -6,9 +6,11 @@
 //! in size and time.
 
 use std::io::Read;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::Outgoing;
 use super::dotstuff::DotStuffer;
@@ -285,8 +287,13 @@ impl Connection {
     /// After the last expected reply: a back end that says more answered something we did
     /// not send, so the replies we took may be shifted; one that is quiet may be reused.
     async fn finish(&mut self, stage: &'static str) -> Result<(), ClientError> {
-        self.await_turn(stage).await?;
-        self.reusable = !self.broken;
+        match self.await_turn(stage).await {
+            Ok(()) => self.reusable = !self.broken,
+            // A 421 after the last reply is the back end closing (RFC 5321 3.8), not a
+            // reply to anything: what it said before stands.
+            Err(ClientError::Closed(_)) => self.reusable = false,
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
@@ -295,6 +302,11 @@ impl Connection {
     async fn await_turn(&mut self, stage: &'static str) -> Result<(), ClientError> {
         if self.spoke_unasked().await {
             let line = self.buf.split(|&b| b == b'\n').next().unwrap_or_default();
+            if line.starts_with(b"421") {
+                // The one reply a server may send unasked: it is closing the connection.
+                self.broken = true;
+                return Err(ClientError::Closed(stage));
+            }
             return Err(ClientError::OutOfStep {
                 stage,
                 detail: format!("unsolicited {:?}", String::from_utf8_lossy(line).trim_end()),
@@ -303,8 +315,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether bytes from the back end are buffered or readable right now (without
-    /// waiting). A connection found closed or broken is marked so, and is not reused.
+    /// Whether bytes from the back end are buffered or already readable (one poll of
+    /// the read, no waiting: a timer, even of zero, would wait for the next tick). A
+    /// connection found closed or broken is marked so, and is not reused.
     async fn spoke_unasked(&mut self) -> bool {
         if !self.buf.is_empty() {
             return true;
@@ -313,14 +326,20 @@ impl Connection {
             return false;
         }
         let mut chunk = [0u8; 4096];
-        // A zero timeout polls the read once: it answers only what has already arrived.
-        match tokio::time::timeout(Duration::ZERO, self.stream.read(&mut chunk)).await {
-            Err(_) => false,
-            Ok(Ok(0) | Err(_)) => {
+        let stream = &mut self.stream;
+        let polled = std::future::poll_fn(|cx| {
+            let mut rb = ReadBuf::new(&mut chunk);
+            let p = Pin::new(&mut *stream).poll_read(cx, &mut rb);
+            Poll::Ready(p.map(|r| r.map(|()| rb.filled().len())))
+        })
+        .await;
+        match polled {
+            Poll::Pending => false,
+            Poll::Ready(Ok(0) | Err(_)) => {
                 self.broken = true;
                 false
             }
-            Ok(Ok(n)) => {
+            Poll::Ready(Ok(n)) => {
                 self.buf.extend_from_slice(&chunk[..n]);
                 true
             }
@@ -330,6 +349,10 @@ impl Connection {
     /// Whether a cached connection can take another transaction: not closed by the
     /// back end meanwhile and with nothing unsolicited waiting.
     pub async fn idle_and_quiet(&mut self) -> bool {
+        // A task that yields runs again only after the reactor has polled for I/O, so
+        // what arrived while the connection sat idle (a 421 on the back end's idle
+        // timeout) is seen by the read polled once that follows.
+        tokio::task::yield_now().await;
         !self.spoke_unasked().await && !self.broken
     }
 
