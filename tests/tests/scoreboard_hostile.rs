@@ -6,13 +6,14 @@
 
 mod snmp_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use snmp_support::*;
 use tests::avisd::{Avisd, config_text};
 use tests::mta::{Behaviour, FakeMta, send};
-use tests::{TempDir, free_tcp_port, wait_for};
+use tests::{Proc, TempDir, bin, free_tcp_port, wait_for};
 
 const BODY: &str = "From: a@example.org\r\nDate: Sun, 29 Nov 2026 05:00:00 +0000\r\nSubject: s\r\n\r\nx\r\n";
 
@@ -148,4 +149,63 @@ fn the_agent_survives_a_scoreboard_truncated_under_it_and_serves_nothing_meanwhi
         assert!(!agent.proc.exited(), "the agent died:\n{}", agent_log(&dir));
         (in_msgs(&agent) == Some(1)).then_some(())
     });
+}
+
+/// A small tmpfs mounted for one test; unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `None` where we may not mount (not root).
+    fn mount(at: PathBuf, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(&at).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs(at))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn avisd_with_its_scoreboard_on_a_full_disk_refuses_to_start_with_a_clear_message() {
+    let dir = TempDir::new("sb-full-disk");
+    let Some(fs) = Tmpfs::mount(dir.join("full"), "64k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let port = free_tcp_port();
+    let cfg = config_text(dir.path(), port, "smtp:[127.0.0.1]:1", 2, "").replacen(
+        "[daemon]\n",
+        &format!("[daemon]\nscoreboard = \"{}\"\n", fs.0.join("scoreboard").display()),
+        1,
+    );
+    std::fs::write(dir.join("avisd.toml"), cfg).unwrap();
+    let mut avisd = Proc::spawn(
+        "avisd",
+        Command::new(bin("avisd"))
+            .arg("--config")
+            .arg(dir.join("avisd.toml"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("avisd.log")).unwrap()),
+    );
+    // Before the fix, avisd started on a sparse file and died of SIGBUS at the first
+    // message whose counters sat on a page the disk had no room for.
+    let status = wait_for("avisd to refuse to start", Duration::from_secs(10), || {
+        avisd.child.try_wait().ok().flatten()
+    });
+    assert!(
+        status.code().is_some_and(|c| c != 0),
+        "an error exit, not a signal: {status:?}"
+    );
+    let log = avisd_log(&dir);
+    assert!(log.contains("cannot reserve the scoreboard's blocks"), "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+    drop(avisd);
 }
