@@ -145,6 +145,13 @@ impl Reader {
             Err(e) => return Err(io(e)),
         };
         let meta = file.metadata().map_err(io)?;
+        if meta.len() < (layout::HEADER_WORDS * 8) as u64 {
+            // No writer leaves such a file (it renames whole files into place).
+            return Err(ReadError::Damaged {
+                path: self.path.clone(),
+                why: format!("it holds {} bytes, too few for a scoreboard", meta.len()),
+            });
+        }
         let words = Words::map_ro(&file).map_err(io)?;
         let regions = validate(&words).map_err(|why| ReadError::Incompatible {
             path: self.path.clone(),

@@ -151,13 +151,21 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreboardError + '_ {
     }
 }
 
-fn file_err(path: &Path, file: Option<&File>) -> impl FnOnce(FileError) -> ScoreboardError {
-    let pid = file.map_or(0, held_by);
-    let path = path.to_path_buf();
+/// `file`: the file whose lock was asked for, to name the pid holding it.
+fn file_err<'a>(path: &'a Path, file: Option<&'a File>) -> impl FnOnce(FileError) -> ScoreboardError + 'a {
     move |e| match e {
-        FileError::Locked => ScoreboardError::Busy { path, pid },
-        FileError::Allocate(source) => ScoreboardError::Allocate { path, source },
-        FileError::Io(source) => ScoreboardError::Io { path, source },
+        FileError::Locked => ScoreboardError::Busy {
+            path: path.to_path_buf(),
+            pid: file.map_or(0, held_by),
+        },
+        FileError::Allocate(source) => ScoreboardError::Allocate {
+            path: path.to_path_buf(),
+            source,
+        },
+        FileError::Io(source) => ScoreboardError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 
