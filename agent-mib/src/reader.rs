@@ -145,6 +145,13 @@ impl Reader {
             Err(e) => return Err(io(e)),
         };
         let meta = file.metadata().map_err(io)?;
+        if meta.len() < (layout::HEADER_WORDS * 8) as u64 {
+            // No writer leaves such a file (it renames whole files into place).
+            return Err(ReadError::Damaged {
+                path: self.path.clone(),
+                why: format!("it holds {} bytes, too few for a scoreboard", meta.len()),
+            });
+        }
         let words = Words::map_ro(&file).map_err(io)?;
         let regions = validate(&words).map_err(|why| ReadError::Incompatible {
             path: self.path.clone(),
@@ -259,7 +266,12 @@ fn read(a: &Attached) -> Result<Snapshot, String> {
     let count = |what: &str, i: usize| in_range(what, load(w, i), COUNT_LIMIT);
     let latest = now_ms().saturating_add(FUTURE_SLACK_MS);
     let generation = count("the writer generation", header::GENERATION)?;
-    let limits = Limits { latest, generation };
+    // A writer attaching while we read bumps the header's generation, then its slots':
+    // a slot may be one ahead of what we read, never more.
+    let limits = Limits {
+        latest,
+        generation: generation.saturating_add(1),
+    };
     let mut counters = vec![0u64; r.n_counters];
     for shard in 0..=r.n_slots {
         for (c, total) in counters.iter_mut().enumerate() {

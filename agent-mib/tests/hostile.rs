@@ -209,3 +209,36 @@ fn on_a_full_disk_opening_the_scoreboard_fails_with_a_clear_error_instead_of_sig
     // Nothing half-made is left behind.
     assert_eq!(std::fs::read_dir(&mount.0).unwrap().count(), 0);
 }
+
+#[test]
+fn on_a_full_disk_a_damaged_scoreboard_cannot_be_recreated_and_the_writer_says_so_and_counts_on() {
+    let probe = temp_path("full-later-probe");
+    drop(open(&probe));
+    let len = std::fs::metadata(&probe).unwrap().len();
+    // Room for one scoreboard, not for a second beside it.
+    let Some(mount) = small_tmpfs("full-later", &(len + len / 2).to_string()) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let path = mount.0.join("scoreboard");
+    let board = open(&path);
+    board.bump(Counter::InMsgs, 2);
+    // Replaced by another file: the old one stays allocated while avisd maps it.
+    std::fs::write(mount.0.join("other"), b"x").unwrap();
+    std::fs::rename(mount.0.join("other"), &path).unwrap();
+    let check = board.check_file();
+    assert!(matches!(check, FileCheck::Failed(..)), "{check:?}");
+    assert!(check.to_string().contains("cannot recreate it"), "{check}");
+    assert!(check.to_string().contains("No space left"), "{check}");
+    board.bump(Counter::InMsgs, 1);
+    // Space comes back: the next check puts the figures back.
+    let grown = std::process::Command::new("mount")
+        .args(["-o", &format!("remount,size={}", 3 * len)])
+        .arg(&mount.0)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    assert!(matches!(board.check_file(), FileCheck::Recreated(_)));
+    assert_eq!(Reader::new(&path).snapshot().unwrap().counter(Counter::InMsgs), 3);
+    drop(board);
+}

@@ -138,7 +138,14 @@ fn an_invalid_config_reports_every_error_and_exits() {
 #[test]
 fn root_is_dropped_after_binding_or_the_agent_refuses_to_run() {
     let dir = TempDir::new("snmp-privdrop");
-    let board = open_board(&dir.join("scoreboard"));
+    // The scoreboard is 0640: the agent reads it as a member of its group (here nobody's).
+    let nogroup = Command::new("id").args(["-g", "nobody"]).output().unwrap();
+    let gid: u32 = String::from_utf8_lossy(&nogroup.stdout).trim().parse().unwrap();
+    let info = agent_mib::WriterInfo {
+        workers: 4,
+        ..agent_mib::WriterInfo::default()
+    };
+    let board = agent_mib::Scoreboard::open_with_group(&dir.join("scoreboard"), &info, Some(gid)).unwrap();
     known_load(&board, 6);
     let port = free_udp_port();
     let addr = format!("127.0.0.1:{port}");
