@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod families;
+mod file;
 mod handles;
 pub mod layout;
 mod map;
@@ -29,7 +30,7 @@ pub use reader::{ReadError, Reader};
 pub use snapshot::{SlotView, Snapshot, SnapshotParts, Value};
 pub use state::{Activity, WorkerState};
 pub use table::*;
-pub use writer::{Scoreboard, ScoreboardError, WorkerSlot, WriterInfo};
+pub use writer::{Damage, FileCheck, Scoreboard, ScoreboardError, WorkerSlot, WriterInfo};
 
 use std::path::PathBuf;
 

@@ -5,6 +5,11 @@
 //! reports "no filter running" when it is missing. Never blocks the writer: slots are
 //! read under their seqlock with a bounded number of retries, counters with plain
 //! relaxed loads.
+//!
+//! Never trusts the file either: the header is validated at every snapshot, every word
+//! read is checked against what the writer can have written (a known state letter,
+//! counts and times in range), and a file that shrank is let go; a damaged file is served
+//! as nothing ([`ReadError::Damaged`]) rather than as garbage.
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -30,6 +35,14 @@ pub enum ReadError {
         /// What differs.
         why: String,
     },
+    /// The file holds what no writer writes: truncated, or overwritten by someone else.
+    #[error("scoreboard {path} is damaged: {why}; serving nothing until avisd recreates it")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// Opening or mapping failed.
     #[error("scoreboard {path}: {source}")]
     Io {
@@ -42,6 +55,8 @@ pub enum ReadError {
 
 #[derive(Debug)]
 struct Attached {
+    // Kept open to see its size shrink.
+    file: File,
     words: Words,
     regions: Regions,
     dev: u64,
@@ -56,8 +71,9 @@ pub struct Reader {
     reattached: u64,
 }
 
-/// Seqlock retries before a slot is taken as it is. A worker's update lasts nanoseconds,
-/// so a reader only gets this far when a writer thread was descheduled mid-update.
+/// Seqlock retries of one snapshot (all slots together) before slots are taken as they
+/// are. A worker's update lasts nanoseconds, so a reader only gets this far when a writer
+/// thread was descheduled mid-update, or when the file is not a live scoreboard.
 const SLOT_RETRIES: usize = 100_000;
 
 impl Reader {
@@ -104,10 +120,18 @@ impl Reader {
             self.attached = Some(self.attach()?);
             self.reattached += 1;
         }
-        match &self.attached {
-            Some(a) => Ok(read(a)),
-            None => Err(ReadError::Missing(self.path.clone())),
-        }
+        let checked = match &self.attached {
+            Some(a) => check(a).and_then(|()| read(a)),
+            None => return Err(ReadError::Missing(self.path.clone())),
+        };
+        checked.map_err(|why| {
+            // Map it afresh next time: avisd may have repaired it in place.
+            self.attached = None;
+            ReadError::Damaged {
+                path: self.path.clone(),
+                why,
+            }
+        })
     }
 
     fn attach(&self) -> Result<Attached, ReadError> {
@@ -127,6 +151,7 @@ impl Reader {
             why,
         })?;
         Ok(Attached {
+            file,
             words,
             regions,
             dev: meta.dev(),
@@ -180,6 +205,36 @@ fn validate(words: &Words) -> Result<Regions, String> {
     Ok(regions)
 }
 
+/// The attached file is still whole and its header still the one we validated.
+fn check(a: &Attached) -> Result<(), String> {
+    let len = a.file.metadata().map_err(|e| e.to_string())?.len();
+    let wanted = (a.regions.total_words * 8) as u64;
+    if len < wanted || a.words.faults() > 0 {
+        return Err(format!(
+            "it shrank to {len} bytes, {wanted} expected (truncated under us)"
+        ));
+    }
+    match validate(&a.words) {
+        Ok(r) if r == a.regions => Ok(()),
+        Ok(_) => Err("its header changed in place".into()),
+        Err(why) => Err(format!("its header was overwritten: {why}")),
+    }
+}
+
+/// No counter of a real filter gets near this (an exabyte, or 36 million years in ms);
+/// random bytes exceed it with probability 15/16 per word.
+const COUNT_LIMIT: u64 = 1 << 60;
+/// How far in the future a time may lie (clock steps) before it reads as garbage.
+const FUTURE_SLACK_MS: u64 = 366 * 86_400_000;
+
+fn in_range(what: &str, v: u64, max: u64) -> Result<u64, String> {
+    if v <= max {
+        Ok(v)
+    } else {
+        Err(format!("{what} holds {v:#x}, beyond anything avisd writes"))
+    }
+}
+
 fn load(words: &Words, i: usize) -> u64 {
     words.get(i).map_or(0, |w| w.load(Ordering::Relaxed))
 }
@@ -199,12 +254,16 @@ const LEDGER: [Counter; 7] = {
     [Counter::LedgerReceived, o[0], o[1], o[2], o[3], o[4], o[5]]
 };
 
-fn read(a: &Attached) -> Snapshot {
+fn read(a: &Attached) -> Result<Snapshot, String> {
     let (w, r) = (&a.words, &a.regions);
+    let count = |what: &str, i: usize| in_range(what, load(w, i), COUNT_LIMIT);
+    let latest = now_ms().saturating_add(FUTURE_SLACK_MS);
+    let generation = count("the writer generation", header::GENERATION)?;
+    let limits = Limits { latest, generation };
     let mut counters = vec![0u64; r.n_counters];
     for shard in 0..=r.n_slots {
         for (c, total) in counters.iter_mut().enumerate() {
-            *total = total.wrapping_add(load(w, r.counter(shard, c)));
+            *total = total.wrapping_add(count("a counter", r.counter(shard, c))?);
         }
     }
     let gauges = (0..r.n_gauges).map(|g| load(w, r.gauges + g)).collect();
@@ -216,8 +275,9 @@ fn read(a: &Attached) -> Snapshot {
         ledger[i] = load(w, r.counter(0, *c as usize));
     }
     let mut slots = Vec::with_capacity(r.n_slots);
+    let mut budget = SLOT_RETRIES;
     for s in 0..r.n_slots {
-        let (view, shard_ledger) = read_slot(w, r, s);
+        let (view, shard_ledger) = read_slot(w, r, s, &limits, &mut budget)?;
         for (total, v) in ledger.iter_mut().zip(shard_ledger) {
             *total = total.wrapping_add(v);
         }
@@ -229,59 +289,82 @@ fn read(a: &Attached) -> Snapshot {
 
     let mut viruses = Vec::new();
     for e in 0..r.n_viruses {
-        let count = load(w, r.virus(e, layout::VIRUS_ENTRY_WORDS - 1));
+        let n = count("a virus count", r.virus(e, layout::VIRUS_ENTRY_WORDS - 1))?;
         fence(Ordering::Acquire);
-        if count > 0 {
-            viruses.push((read_text(w, r.virus(e, 0), layout::VIRUS_ENTRY_WORDS - 1), count));
+        if n > 0 {
+            viruses.push((read_text(w, r.virus(e, 0), layout::VIRUS_ENTRY_WORDS - 1), n));
         }
     }
-    let pid = load(w, header::WRITER_PID);
-    let attached = load(w, header::ATTACHED) == 1;
+    let pid = in_range("the writer pid", load(w, header::WRITER_PID), u64::from(u32::MAX))?;
+    let attached = in_range("the attached flag", load(w, header::ATTACHED), 1)? == 1;
     let texts = TextField::ALL.map(|f| read_text(w, header::TEXT + f as usize * TEXT_WORDS, TEXT_WORDS));
-    Snapshot::new(crate::snapshot::SnapshotParts {
+    Ok(Snapshot::new(crate::snapshot::SnapshotParts {
         taken_ms: now_ms(),
-        started_ms: load(w, header::STARTED_MS),
+        started_ms: in_range("the start time", load(w, header::STARTED_MS), latest)?,
         writer_pid: u32::try_from(pid).unwrap_or(0),
-        generation: load(w, header::GENERATION),
-        heartbeat_ms: load(w, header::HEARTBEAT_MS),
+        generation,
+        heartbeat_ms: in_range("the heartbeat", load(w, header::HEARTBEAT_MS), latest)?,
         writer_alive: attached && pid != 0 && Path::new(&format!("/proc/{pid}")).exists(),
         texts,
         counters,
         gauges,
         slots,
     })
-    .with_viruses(viruses)
+    .with_viruses(viruses))
 }
 
-fn read_slot(w: &Words, r: &Regions, s: usize) -> (SlotView, [u64; LEDGER.len()]) {
+/// What a slot's words may hold.
+struct Limits {
+    latest: u64,
+    generation: u64,
+}
+
+/// Reads slot `s` under its seqlock. Every word is checked at every attempt: the writer
+/// stores whole valid words even mid-update, so an invalid one is damage, not a race.
+/// `budget` bounds the retries of the whole snapshot.
+fn read_slot(
+    w: &Words,
+    r: &Regions,
+    s: usize,
+    limits: &Limits,
+    budget: &mut usize,
+) -> Result<(SlotView, [u64; LEDGER.len()]), String> {
     let word = |i: usize| load(w, r.slot(s, i));
-    let mut attempt = 0;
+    let count = |what: &str, i: usize| in_range(what, word(i), COUNT_LIMIT);
+    let time = |what: &str, i: usize| in_range(what, word(i), limits.latest);
     loop {
         let seq = word(slot::SEQ);
         fence(Ordering::Acquire);
-        let state_code = word(slot::STATE) as u8;
+        let code = in_range("a worker state", word(slot::STATE), u64::from(u8::MAX))?;
+        let state = u8::try_from(code)
+            .ok()
+            .and_then(WorkerState::from_code)
+            .ok_or_else(|| format!("slot {s} holds the unknown state {code:#x}"))?;
         let view = SlotView {
             index: s,
-            state: WorkerState::from_code(state_code).unwrap_or(WorkerState::Unused),
-            state_since_ms: word(slot::STATE_SINCE_MS),
-            busy_since_ms: word(slot::BUSY_SINCE_MS),
-            msgs_done: word(slot::MSGS_DONE),
-            generation: word(slot::GENERATION),
-            in_flight: word(slot::IN_FLIGHT),
-            connections: word(slot::CONNECTIONS),
+            state,
+            state_since_ms: time("a state time", slot::STATE_SINCE_MS)?,
+            busy_since_ms: time("a busy time", slot::BUSY_SINCE_MS)?,
+            msgs_done: count("a message count", slot::MSGS_DONE)?,
+            generation: in_range("a slot generation", word(slot::GENERATION), limits.generation)?,
+            in_flight: in_range("an in-flight count", word(slot::IN_FLIGHT), MAX_IN_FLIGHT)?,
+            connections: count("a connection count", slot::CONNECTIONS)?,
             mail_id: read_text(w, r.slot(s, slot::MAIL_ID), slot::ID_WORDS),
             queue_id: read_text(w, r.slot(s, slot::QUEUE_ID), slot::ID_WORDS),
         };
         let ledger = LEDGER.map(|c| load(w, r.counter(s + 1, c as usize)));
         fence(Ordering::Acquire);
-        attempt += 1;
-        if (seq % 2 == 0 && word(slot::SEQ) == seq) || attempt >= SLOT_RETRIES {
-            return (view, ledger);
+        if (seq % 2 == 0 && word(slot::SEQ) == seq) || *budget == 0 {
+            return Ok((view, ledger));
         }
-        if attempt % 64 == 0 {
+        *budget -= 1;
+        if (*budget).is_multiple_of(64) {
             std::thread::yield_now();
         } else {
             std::hint::spin_loop();
         }
     }
 }
+
+/// A worker holds one message at a time; a reconciled slot may briefly show a few more.
+const MAX_IN_FLIGHT: u64 = 1 << 16;

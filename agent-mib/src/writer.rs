@@ -4,13 +4,20 @@
 //! across restarts), holds an exclusive lock on it while it runs (a second avisd on the
 //! same file refuses to start), and hands one [`WorkerSlot`] to each worker. A worker
 //! bumps counters in its own shard, so workers never contend on a cache line.
+//!
+//! The file itself (creation, modes, planted symlinks, a full disk) is `file`'s business;
+//! avisd calls [`Scoreboard::check_file`] on its one-second tick, which notices a file
+//! truncated, removed or replaced under it and puts a fresh one with the current figures
+//! in its place.
 
-use std::fs::{self, File, TryLockError};
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::file::{self, Access, FileError, Fresh, Identity};
 use crate::handles::{LATENCY_BOUNDS_MS, Outcome, ScanResult, Scanner, Stage};
 use crate::layout::{self, MAGIC, Regions, TEXT_WORDS, header, slot};
 use crate::map::Words;
@@ -36,6 +43,14 @@ pub enum ScoreboardError {
         asked: usize,
         /// Available.
         max: usize,
+    },
+    /// The filesystem would not reserve the file's blocks: most often a full disk.
+    #[error("cannot reserve the scoreboard's blocks at {path}: {source}; free space on its filesystem")]
+    Allocate {
+        /// The file.
+        path: PathBuf,
+        /// The cause (ENOSPC on a full disk).
+        source: std::io::Error,
     },
     /// Creating, locking or mapping failed.
     #[error("scoreboard {path}: {source}")]
@@ -72,8 +87,61 @@ pub struct Scoreboard {
     virus_insert: std::sync::Mutex<()>,
     generation: u64,
     path: PathBuf,
+    access: Access,
+    texts: [String; 4],
+    held: Mutex<Held>,
+}
+
+/// The file behind the mapping, as the writer last made sure of it.
+#[derive(Debug)]
+struct Held {
     // Held for the flock; closing the file would drop the lock.
-    _file: File,
+    file: File,
+    id: Identity,
+    faults_seen: u64,
+}
+
+/// What [`Scoreboard::check_file`] found.
+#[derive(Debug)]
+pub enum FileCheck {
+    /// The path still names the file we map, whole.
+    Fine,
+    /// The file was damaged or taken away; a fresh one holds the current figures now.
+    Recreated(Damage),
+    /// The file was damaged or taken away and could not be recreated (tried again at the
+    /// next check); counting goes on in memory.
+    Failed(Damage, String),
+}
+
+/// What happened to the file under the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// It shrank (pages mapped past its end read as zeros from then on: those counters
+    /// restarted).
+    Truncated,
+    /// The path names another file (replaced by rename).
+    Replaced,
+    /// The path names nothing.
+    Removed,
+}
+
+impl std::fmt::Display for FileCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = |d: &Damage| match d {
+            Damage::Truncated => "the scoreboard was truncated under avisd (counters on the lost pages restarted)",
+            Damage::Replaced => "the scoreboard was replaced by another file under avisd",
+            Damage::Removed => "the scoreboard was removed under avisd",
+        };
+        match self {
+            FileCheck::Fine => f.write_str("the scoreboard is intact"),
+            FileCheck::Recreated(d) => write!(f, "{}; recreated it with the current figures", what(d)),
+            FileCheck::Failed(d, e) => write!(
+                f,
+                "{}; cannot recreate it ({e}); counting in memory, monitors see nothing until it is back",
+                what(d)
+            ),
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreboardError + '_ {
@@ -83,13 +151,34 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreboardError + '_ {
     }
 }
 
+fn file_err(path: &Path, file: Option<&File>) -> impl FnOnce(FileError) -> ScoreboardError {
+    let pid = file.map_or(0, held_by);
+    let path = path.to_path_buf();
+    move |e| match e {
+        FileError::Locked => ScoreboardError::Busy { path, pid },
+        FileError::Allocate(source) => ScoreboardError::Allocate { path, source },
+        FileError::Io(source) => ScoreboardError::Io { path, source },
+    }
+}
+
 impl Scoreboard {
     /// Creates the file at `path`, or re-attaches to a compatible one so counters keep
     /// counting. Refuses while another live avisd holds it. Clears the worker slots,
     /// counting what the previous writer left in flight as temp-failed (the sender never
     /// got a 2xx for it and will retry) and its busy workers as gone.
     pub fn open(path: &Path, info: &WriterInfo) -> Result<Arc<Scoreboard>, ScoreboardError> {
+        Scoreboard::open_with_group(path, info, None)
+    }
+
+    /// [`Scoreboard::open`], with the file in the monitoring group `group` (a gid; `None`
+    /// keeps the daemon's group). Either way the file is mode 0640.
+    pub fn open_with_group(
+        path: &Path,
+        info: &WriterInfo,
+        group: Option<u32>,
+    ) -> Result<Arc<Scoreboard>, ScoreboardError> {
         let regions = Regions::current();
+        let access = Access { group };
         if info.workers > regions.n_slots {
             return Err(ScoreboardError::TooManyWorkers {
                 asked: info.workers,
@@ -99,21 +188,21 @@ impl Scoreboard {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(io_err(path))?;
         }
-        let (file, words) = match File::options().read(true).write(true).open(path) {
-            Ok(file) => {
-                lock(&file, path)?;
+        let (file, words) = match file::open_existing(path).map_err(io_err(path))? {
+            Some(file) => {
+                file::lock(&file).map_err(file_err(path, Some(&file)))?;
                 let words = Words::map_rw(&file).map_err(io_err(path))?;
                 if compatible(&words, &regions) {
+                    file::prepare(&file, byte_len(&regions), access).map_err(file_err(path, None))?;
                     (file, words)
                 } else {
                     // Keep the old file locked until the new one is in place.
-                    let fresh = create(path, &regions)?;
+                    let fresh = create(path, &regions, access)?;
                     drop((file, words));
                     fresh
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path, &regions)?,
-            Err(e) => return Err(io_err(path)(e)),
+            None => create(path, &regions, access)?,
         };
         let w = |i: usize| words.get(i);
         let generation = w(header::GENERATION).map_or(0, |g| g.load(Ordering::Relaxed)) + 1;
@@ -124,16 +213,19 @@ impl Scoreboard {
             regions,
             generation,
             path: path.to_path_buf(),
-            _file: file,
+            access,
+            texts: [&info.descr, &info.name, &info.contact, &info.location].map(|t| t.clone()),
+            held: Mutex::new(Held {
+                id: file::Identity::of(&file).map_err(io_err(path))?,
+                file,
+                faults_seen: 0,
+            }),
         };
         board.reconcile_previous_writer();
         board.set_header(header::WRITER_PID, u64::from(std::process::id()));
         board.set_header(header::GENERATION, generation);
         board.set_header(header::HEARTBEAT_MS, now_ms());
-        for (field, text) in TextField::ALL
-            .into_iter()
-            .zip([&info.descr, &info.name, &info.contact, &info.location])
-        {
+        for (field, text) in TextField::ALL.into_iter().zip(&board.texts) {
             board.set_text(field, text);
         }
         let now = now_ms();
@@ -330,20 +422,16 @@ fn store_bytes<'a>(word: impl Fn(usize) -> &'a AtomicU64, words: usize, bytes: &
     }
 }
 
-fn lock(file: &File, path: &Path) -> Result<(), ScoreboardError> {
-    match file.try_lock() {
-        Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => {
-            let pid = Words::map_ro(file)
-                .ok()
-                .and_then(|w| w.get(header::WRITER_PID).map(|p| p.load(Ordering::Relaxed)));
-            Err(ScoreboardError::Busy {
-                path: path.to_path_buf(),
-                pid: pid.unwrap_or(0),
-            })
-        }
-        Err(TryLockError::Error(e)) => Err(io_err(path)(e)),
-    }
+/// The pid the header of a locked file names, for the "held by" message.
+fn held_by(file: &File) -> u64 {
+    Words::map_ro(file)
+        .ok()
+        .and_then(|w| w.get(header::WRITER_PID).map(|p| p.load(Ordering::Relaxed)))
+        .unwrap_or(0)
+}
+
+fn byte_len(regions: &Regions) -> u64 {
+    (regions.total_words * 8) as u64
 }
 
 fn compatible(words: &Words, regions: &Regions) -> bool {
@@ -360,40 +448,110 @@ fn compatible(words: &Words, regions: &Regions) -> bool {
         && h(header::VIRUS_ENTRIES) == Some(regions.n_viruses as u64)
 }
 
+/// The header words that describe the layout (all but the magic and the writer's own).
+fn layout_words(regions: &Regions) -> [(usize, u64); 8] {
+    [
+        (header::LAYOUT_VERSION, layout::LAYOUT_VERSION),
+        (header::TABLE_HASH, TABLE_HASH),
+        (header::N_COUNTERS, regions.n_counters as u64),
+        (header::COUNTER_STRIDE, regions.counter_stride as u64),
+        (header::N_GAUGES, regions.n_gauges as u64),
+        (header::N_SLOTS, regions.n_slots as u64),
+        (header::SLOT_WORDS, regions.slot_words as u64),
+        (header::VIRUS_ENTRIES, regions.n_viruses as u64),
+    ]
+}
+
 /// Builds a new file beside `path`, fills the header (magic last) and renames it into
 /// place, so a reader never sees a half-made header.
-fn create(path: &Path, regions: &Regions) -> Result<(File, Words), ScoreboardError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(path))?;
-    lock(&file, path)?;
-    file.set_len((regions.total_words * 8) as u64).map_err(io_err(path))?;
-    let words = Words::map_rw(&file).map_err(io_err(path))?;
+fn create(path: &Path, regions: &Regions, access: Access) -> Result<(File, Words), ScoreboardError> {
+    let fresh = Fresh::create(path, byte_len(regions), access).map_err(file_err(path, None))?;
+    let words = Words::map_rw(&fresh.file).map_err(io_err(path))?;
     let set = |i: usize, v: u64| {
         if let Some(w) = words.get(i) {
             w.store(v, Ordering::Relaxed);
         }
     };
-    set(header::LAYOUT_VERSION, layout::LAYOUT_VERSION);
-    set(header::TABLE_HASH, TABLE_HASH);
-    set(header::N_COUNTERS, regions.n_counters as u64);
-    set(header::COUNTER_STRIDE, regions.counter_stride as u64);
-    set(header::N_GAUGES, regions.n_gauges as u64);
-    set(header::N_SLOTS, regions.n_slots as u64);
-    set(header::SLOT_WORDS, regions.slot_words as u64);
-    set(header::VIRUS_ENTRIES, regions.n_viruses as u64);
+    for (i, v) in layout_words(regions) {
+        set(i, v);
+    }
     set(header::STARTED_MS, now_ms());
     fence(Ordering::Release);
     set(header::MAGIC, MAGIC);
-    fs::rename(&tmp, path).map_err(io_err(path))?;
+    let file = fresh.install(path).map_err(io_err(path))?;
     Ok((file, words))
+}
+
+impl Scoreboard {
+    /// Makes sure the path still names the whole file we map; avisd calls it once a second.
+    /// When the file was truncated, removed or replaced, writes a fresh one with the
+    /// current figures and moves the mapping onto it.
+    pub fn check_file(&self) -> FileCheck {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let len = byte_len(&self.regions);
+        let shrank = held.file.metadata().is_ok_and(|m| m.len() < len);
+        let damage = if shrank || self.words.faults() != held.faults_seen {
+            Damage::Truncated
+        } else {
+            match Identity::at(&self.path) {
+                Ok(Some(id)) if id == held.id => return FileCheck::Fine,
+                Ok(Some(_)) => Damage::Replaced,
+                Ok(None) => Damage::Removed,
+                Err(e) => return FileCheck::Failed(Damage::Removed, e.to_string()),
+            }
+        };
+        if damage == Damage::Replaced {
+            // Another avisd's file is not ours to replace.
+            if let Ok(Some(other)) = file::open_existing(&self.path)
+                && matches!(file::lock(&other), Err(FileError::Locked))
+            {
+                let pid = held_by(&other);
+                return FileCheck::Failed(damage, format!("another avisd (pid {pid}) holds the new file"));
+            }
+        }
+        match self.recreate(&mut held) {
+            Ok(()) => FileCheck::Recreated(damage),
+            Err(e) => FileCheck::Failed(damage, file_err(&self.path, None)(e).to_string()),
+        }
+    }
+
+    /// Copies the mapping into a fresh file, restores the header, renames the file into
+    /// place and maps it at the same address. Bumps between the copy and the remap are lost.
+    fn recreate(&self, held: &mut Held) -> Result<(), FileError> {
+        let r = &self.regions;
+        let fresh = Fresh::create(&self.path, byte_len(r), self.access)?;
+        let mut words: Vec<u64> = (0..r.total_words)
+            .map(|i| self.word(i).load(Ordering::Relaxed))
+            .collect();
+        let mut set = |i: usize, v: u64| {
+            if let Some(w) = words.get_mut(i) {
+                *w = v;
+            }
+        };
+        for (i, v) in layout_words(r) {
+            set(i, v);
+        }
+        set(header::MAGIC, MAGIC);
+        let started = self.started_ms();
+        set(header::STARTED_MS, if started == 0 { now_ms() } else { started });
+        set(header::WRITER_PID, u64::from(std::process::id()));
+        set(header::GENERATION, self.generation);
+        set(header::HEARTBEAT_MS, now_ms());
+        set(header::ATTACHED, 1);
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        fresh.file.write_all_at(&bytes, 0)?;
+        let file = fresh.install(&self.path)?;
+        self.words.remap_rw(&file)?;
+        for (field, text) in TextField::ALL.into_iter().zip(&self.texts) {
+            self.set_text(field, text);
+        }
+        *held = Held {
+            id: Identity::of(&file)?,
+            file,
+            faults_seen: self.words.faults(),
+        };
+        Ok(())
+    }
 }
 
 /// One worker's slot and counter shard. Only its owner writes them, so bumps never

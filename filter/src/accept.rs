@@ -60,6 +60,9 @@ pub enum StartError {
     /// The event log could not be opened.
     #[error("cannot open the JSON event log: {0}")]
     Events(std::io::Error),
+    /// The privilege drop after binding failed (main's `after_bind`).
+    #[error("cannot drop privileges: {0}")]
+    Privileges(String),
 }
 
 /// The parts of the configuration a reload replaces.
@@ -169,6 +172,36 @@ impl Handler for PipelineHandler {
     }
 }
 
+/// Logs what [`Scoreboard::check_file`] finds once per change, so a disk that stays full
+/// writes one line, not one a second.
+#[derive(Debug, Default)]
+struct FileCheckLog {
+    failing: Option<String>,
+}
+
+impl FileCheckLog {
+    fn note(&mut self, check: agent_mib::FileCheck) {
+        match &check {
+            agent_mib::FileCheck::Fine => {
+                if self.failing.take().is_some() {
+                    tracing::info!("the scoreboard is back");
+                }
+            }
+            agent_mib::FileCheck::Recreated(_) => {
+                self.failing = None;
+                tracing::warn!("{check}");
+            }
+            agent_mib::FileCheck::Failed(..) => {
+                let text = check.to_string();
+                if self.failing.as_deref() != Some(text.as_str()) {
+                    tracing::error!("{text}");
+                    self.failing = Some(text);
+                }
+            }
+        }
+    }
+}
+
 impl Daemon {
     /// Opens the scoreboard and the event log. Listeners are bound by [`Daemon::run`].
     pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Arc<Daemon>, StartError> {
@@ -179,7 +212,7 @@ impl Daemon {
             location: config.snmp_location.clone(),
             workers: config.max_servers,
         };
-        let board = Scoreboard::open(&config.scoreboard, &info)?;
+        let board = Scoreboard::open_with_group(&config.scoreboard, &info, config.scoreboard_group)?;
         let events = Arc::new(EventLog::open(&config.events).map_err(StartError::Events)?);
         let max_servers = config.max_servers;
         let pool = SlotPool {
@@ -208,6 +241,15 @@ impl Daemon {
 
     /// Binds the listeners, serves until SIGTERM/SIGINT, then drains.
     pub async fn run(self: Arc<Self>) -> Result<(), StartError> {
+        self.run_after_bind(|| Ok(())).await
+    }
+
+    /// As [`Daemon::run`], calling `after_bind` once every listener is bound and before
+    /// the first connection is accepted: main drops root there.
+    pub async fn run_after_bind(
+        self: Arc<Self>,
+        after_bind: impl FnOnce() -> Result<(), StartError>,
+    ) -> Result<(), StartError> {
         let rt = self.runtime();
         let mut bound = Vec::new();
         for l in &rt.config.listeners {
@@ -228,6 +270,7 @@ impl Daemon {
             tracing::info!(listen = %l.address, policy = %l.policy, "listening");
             bound.push((b, l.policy.clone()));
         }
+        after_bind()?;
         let mut tasks = tokio::task::JoinSet::new();
         for (b, policy) in bound {
             let d = Arc::clone(&self);
@@ -237,9 +280,13 @@ impl Daemon {
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut stop = hb.shutdown.subscribe();
+            let mut file_check = FileCheckLog::default();
             loop {
                 tokio::select! {
-                    _ = tick.tick() => hb.board.heartbeat(),
+                    _ = tick.tick() => {
+                        hb.board.heartbeat();
+                        file_check.note(hb.board.check_file());
+                    }
                     _ = stop.changed() => break,
                 }
             }

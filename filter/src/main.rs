@@ -1,12 +1,15 @@
 //! `avisd`: the avis mail content filter daemon. Thin: parses the command line, loads
 //! the configuration (reporting every problem with file, line and key), sets up
-//! diagnostics and runs the daemon.
+//! diagnostics, prepares the state directories and the privilege drop (`privs`) and
+//! runs the daemon.
+
+mod privs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use filter::accept::Daemon;
+use filter::accept::{Daemon, StartError};
 use filter::config::{Config, DEFAULT_TOML};
 
 /// avisd: a mail content filter between two MTAs, watched through the AMAVIS-MIB.
@@ -73,6 +76,18 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    let embedded = cli.config.is_none();
+    let target = match privs::plan(&config, embedded).and_then(|t| privs::prepare(&config, t.as_ref()).map(|()| t)) {
+        Ok(t) => t,
+        Err(e @ privs::PrivError::Root) => {
+            eprintln!("avisd: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("avisd: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -81,8 +96,16 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let after_bind_config = config.clone();
         let daemon = Daemon::new(config, cli.config.clone())?;
-        daemon.run().await
+        // Root is needed to bind (ports below 1024, socket directories) and to open the
+        // state files; nothing after that needs it.
+        daemon
+            .run_after_bind(move || match &target {
+                Some(t) => privs::drop_to(&after_bind_config, t).map_err(|e| StartError::Privileges(e.to_string())),
+                None => Ok(()),
+            })
+            .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

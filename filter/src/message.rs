@@ -43,18 +43,77 @@ impl Reply {
     }
 
     /// The reply in wire form, CRLF-terminated, continuation lines for `\n` in the text.
+    /// Every reply avisd sends passes here, so this is where RFC 5321's limit holds: each
+    /// line at most [`MAX_REPLY_LINE`] octets with its CRLF, control characters escaped
+    /// (a CR or LF from a hostile file name must not end the line early), over-long
+    /// text cut with `...`.
     pub fn to_wire(&self) -> String {
         let lines: Vec<&str> = self.text.split('\n').collect();
         let mut out = String::new();
         for (i, line) in lines.iter().enumerate() {
             let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-            match self.enhanced {
-                Some((a, b, c)) => out.push_str(&format!("{}{sep}{a}.{b}.{c} {line}\r\n", self.code)),
-                None => out.push_str(&format!("{}{sep}{line}\r\n", self.code)),
-            }
+            let head = match self.enhanced {
+                Some((a, b, c)) => format!("{}{sep}{a}.{b}.{c} ", self.code),
+                None => format!("{}{sep}", self.code),
+            };
+            out.push_str(&head);
+            let room = MAX_REPLY_LINE.saturating_sub(head.len() + 2);
+            out.push_str(&cut_with_ellipsis(&escape_controls(line), room));
+            out.push_str("\r\n");
         }
         out
     }
+}
+
+/// RFC 5321 4.5.3.1.5: a reply line is at most 512 octets including the code and CRLF.
+pub const MAX_REPLY_LINE: usize = 512;
+
+/// Escapes control characters as amavisd sanitises its log text: CR, LF and TAB as `\r`,
+/// `\n`, `\t`, any other C0 control and DEL as `\xHH`. (Unlike the log, a backslash
+/// stays single: reply texts are read by people and matched by checks, not parsed back.)
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(|c| c.is_ascii_control()) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `s` cut to at most `max` octets (on a character boundary), ending in `...` when cut.
+pub fn cut_with_ellipsis(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// xtext (RFC 3461 4): the encoding of ENVID, ORCPT and XFORWARD values on the wire.
+/// avisd keeps those values decoded, so each goes out encoded again: every octet outside
+/// `!`..`~`, and `+` and `=`, becomes `+XX`. The result is one word of printable ASCII,
+/// so no value can add a parameter, a command or a line.
+pub fn xtext_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
 }
 
 impl fmt::Display for Reply {

@@ -270,13 +270,29 @@ pub enum Blocked {
 
 /// A recipient blocked by a content category: `<code> <enh> <Word>, id=<log_id> - <why>`,
 /// with amavisd's D_DISCARD (2xx) and D_TEMPFAIL (4xx) overrides of the class.
+/// `why` (a virus name, an archive member's path...) is cut to [`MAX_REASON`] characters
+/// plus `...` and its control characters escaped, as amavisd cuts its reasons: the path of
+/// a member deep in an archive can be kilobytes long and come from the attacker.
 pub fn blocked(how: Blocked, code: u16, enhanced: (u8, u16, u16), log_id: &str, why: &str) -> Reply {
     let (_, b, c) = enhanced;
+    let why = short_reason(why);
     match how {
         Blocked::Discard => Reply::new(250, (2, b, c), format!("Ok, discarded, id={log_id} - {why}")),
         Blocked::Tempfail => Reply::new(450, (4, b, c), format!("Temporary failure, id={log_id} - {why}")),
         Blocked::Bounce => Reply::new(code, enhanced, format!("Bounce, id={log_id} - {why}")),
         Blocked::Reject => Reply::new(code, enhanced, format!("Reject, id={log_id} - {why}")),
+    }
+}
+
+/// How many characters of a blocking reason a reply carries (amavisd: 100, then `...`).
+pub const MAX_REASON: usize = 100;
+
+/// `why` with controls escaped, cut after [`MAX_REASON`] characters (with `...`).
+fn short_reason(why: &str) -> String {
+    let why = crate::message::escape_controls(why);
+    match why.char_indices().nth(MAX_REASON) {
+        Some((end, _)) if why.chars().count() > MAX_REASON + 3 => format!("{}...", &why[..end]),
+        _ => why,
     }
 }
 

@@ -4,7 +4,8 @@
 //! rediscover, and boots that go backwards would make them reject us.
 
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Our enterprise number 15312 (ijs) with the high bit set, RFC 3411 engine ID format 5
@@ -70,13 +71,33 @@ pub fn load_and_boot(path: &Path) -> Result<EngineState, EngineError> {
         fs::create_dir_all(dir).map_err(io)?;
     }
     let tmp = path.with_extension("tmp");
-    fs::write(
-        &tmp,
-        format!("engine_id {}\nboots {}\n", hex(&state.engine_id), state.boots),
-    )
-    .map_err(io)?;
+    let mut file = create_private(&tmp).map_err(io)?;
+    file.write_all(format!("engine_id {}\nboots {}\n", hex(&state.engine_id), state.boots).as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
     fs::rename(&tmp, path).map_err(io)?;
     Ok(state)
+}
+
+/// Creates `tmp` afresh, mode 0600, never through a symlink (we may still be root here, and
+/// a link planted at this name would make us overwrite its target). Whatever is at the name
+/// (our own leftover, or a planted link) is unlinked first.
+fn create_private(tmp: &Path) -> std::io::Result<fs::File> {
+    let create = || {
+        fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(tmp)
+    };
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fs::remove_file(tmp)?;
+            create()
+        }
+        other => other,
+    }
 }
 
 fn parse(text: &str) -> Result<EngineState, String> {
@@ -135,5 +156,21 @@ mod tests {
         assert_eq!((first.boots, second.boots), (1, 2));
         assert_eq!(&first.engine_id[..5], &PREFIX);
         fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_temporary_name_is_not_followed() {
+        let dir = std::env::temp_dir().join(format!("avis-engine-link-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("snmp-engine");
+        let victim = dir.join("victim");
+        fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, path.with_extension("tmp")).unwrap();
+        let state = load_and_boot(&path).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert_eq!(load_and_boot(&path).unwrap().boots, state.boots + 1);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

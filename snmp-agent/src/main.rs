@@ -52,6 +52,8 @@ struct Cli {
     #[arg(long, value_name = "NAME[@NETS]")]
     community: Vec<String>,
     /// SNMPv3 user NAME:AUTH:AUTHPASS[:PRIV:PRIVPASS], AUTH sha1|sha256, PRIV aes128|aes256 (repeatable).
+    /// Every local user can read a command line: give pass phrases in the config file or in
+    /// $AVIS_SNMP_V3_USER (the same specs, one a line) instead.
     #[arg(long, value_name = "SPEC")]
     v3_user: Vec<String>,
     /// File keeping the SNMPv3 engine ID and boots (default: snmp-engine beside the scoreboard).
@@ -78,7 +80,13 @@ struct Cli {
     syslog_socket: Option<PathBuf>,
 }
 
-fn load(cli: Cli) -> anyhow::Result<Config> {
+/// The environment variable holding `--v3-user` specs, one a line: unlike the command line,
+/// a process's environment is readable by its owner only.
+const V3_USER_ENV: &str = "AVIS_SNMP_V3_USER";
+
+/// Reads the config file and the flags; also returns the warnings to log once logging is up.
+fn load(cli: Cli) -> anyhow::Result<(Config, Vec<String>)> {
+    let mut warnings = Vec::new();
     let mut raw: RawConfig = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -98,8 +106,21 @@ fn load(cli: Cli) -> anyhow::Result<Config> {
         raw.community = Some(cli.community.iter().map(|c| config::community_flag(c)).collect());
     }
     for u in &cli.v3_user {
-        raw.v3_user
-            .push(config::user_flag(u).map_err(|e| anyhow::anyhow!("--v3-user: {e}"))?);
+        let user = config::user_flag(u).map_err(|e| anyhow::anyhow!("--v3-user: {e}"))?;
+        if user.auth_password.is_some() || user.priv_password.is_some() {
+            warnings.push(format!(
+                "--v3-user {}: pass phrases on the command line are readable by every local user \
+                 (/proc/PID/cmdline); put them in the config file (mode 0600) or in ${V3_USER_ENV}",
+                user.name
+            ));
+        }
+        raw.v3_user.push(user);
+    }
+    if let Ok(specs) = std::env::var(V3_USER_ENV) {
+        for u in specs.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            raw.v3_user
+                .push(config::user_flag(u).map_err(|e| anyhow::anyhow!("{V3_USER_ENV}: {e}"))?);
+        }
     }
     raw.engine_state = cli.engine_state.or(raw.engine_state);
     raw.queue_directory = cli.queue_directory.or(raw.queue_directory);
@@ -110,12 +131,15 @@ fn load(cli: Cli) -> anyhow::Result<Config> {
     if cli.syslog {
         raw.log = Some("syslog".into());
     }
-    Ok(Config::build(raw)?)
+    Ok((Config::build(raw)?, warnings))
 }
 
 fn main() -> anyhow::Result<()> {
-    let cfg = load(Cli::parse())?;
+    let (cfg, warnings) = load(Cli::parse())?;
     logging::init(cfg.log, &cfg.syslog_socket)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(run(cfg))
 }
@@ -207,10 +231,69 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         anyhow::bail!("nothing to do: no --listen address and AgentX is off");
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let signalled = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted",
+            _ = term.recv() => "terminated",
+        }
+    };
+    supervise(tasks, signalled).await
+}
+
+/// Serves until `signalled` or until a front end stops. The front ends never end on their
+/// own, so one that stops (it returned, or panicked) is a failure: the process exits
+/// non-zero, and systemd's `Restart=on-failure` starts it again.
+async fn supervise(
+    mut tasks: tokio::task::JoinSet<()>,
+    signalled: impl std::future::Future<Output = &'static str>,
+) -> anyhow::Result<()> {
     tokio::select! {
-        _ = tasks.join_next() => tracing::error!("a front end stopped"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; exiting"),
-        _ = term.recv() => tracing::info!("terminated; exiting"),
+        ended = tasks.join_next() => {
+            let why = match ended {
+                Some(Err(e)) if e.is_panic() => "panicked",
+                Some(Err(_)) => "was cancelled",
+                Some(Ok(())) | None => "returned",
+            };
+            tracing::error!("a front end {why}; exiting with an error so that it is restarted");
+            anyhow::bail!("a front end {why}")
+        }
+        how = signalled => {
+            tracing::info!("{how}; exiting");
+            Ok(())
+        }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    async fn never() -> &'static str {
+        std::future::pending().await
+    }
+
+    #[tokio::test]
+    async fn a_front_end_that_panics_makes_the_agent_exit_with_an_error() {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async { panic!("front end bug") });
+        tasks.spawn(std::future::pending::<()>());
+        let err = supervise(tasks, never()).await.expect_err("must fail");
+        assert!(err.to_string().contains("panicked"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_front_end_that_returns_makes_the_agent_exit_with_an_error() {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async {});
+        assert!(supervise(tasks, never()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_signal_ends_the_agent_cleanly() {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(std::future::pending::<()>());
+        assert!(supervise(tasks, async { "terminated" }).await.is_ok());
+    }
 }

@@ -30,6 +30,7 @@ enum Seen {
     Nothing,
     Missing,
     Incompatible,
+    Damaged,
     Io,
     Attached { attach_count: u64, generation: u64 },
 }
@@ -102,6 +103,7 @@ impl Cache {
             },
             Err(ReadError::Missing(_)) => Seen::Missing,
             Err(ReadError::Incompatible { .. }) => Seen::Incompatible,
+            Err(ReadError::Damaged { .. }) => Seen::Damaged,
             Err(ReadError::Io { .. }) => Seen::Io,
         };
         if seen != self.seen {
@@ -126,7 +128,9 @@ fn log_change(before: Seen, after: Seen, result: &Result<Snapshot, ReadError>, p
                     "scoreboard recreated: re-attached; counters and sysUpTime start again"
                 }
                 Seen::Attached { .. } => "avisd restarted (new writer generation): counters and sysUpTime continue",
-                Seen::Nothing | Seen::Missing | Seen::Incompatible | Seen::Io => "attached to the scoreboard",
+                Seen::Nothing | Seen::Missing | Seen::Incompatible | Seen::Damaged | Seen::Io => {
+                    "attached to the scoreboard"
+                }
             };
             tracing::info!(
                 scoreboard = %path.display(),
@@ -139,9 +143,11 @@ fn log_change(before: Seen, after: Seen, result: &Result<Snapshot, ReadError>, p
         (Err(e), _) => match after {
             Seen::Missing => tracing::warn!("{e}; serving every object as 0 until it appears"),
             Seen::Incompatible => tracing::error!("{e}; serving every object as 0"),
+            // Garbage is never served: every object reads 0 until avisd recreates the file.
+            Seen::Damaged => tracing::error!("{e}; every object reads 0 meanwhile"),
             Seen::Io | Seen::Nothing | Seen::Attached { .. } => tracing::warn!("{e}"),
         },
-        (Ok(_), Seen::Nothing | Seen::Missing | Seen::Incompatible | Seen::Io) => {}
+        (Ok(_), Seen::Nothing | Seen::Missing | Seen::Incompatible | Seen::Damaged | Seen::Io) => {}
     }
 }
 

@@ -1,6 +1,6 @@
 //! Minimal fake clamd and spamd for end-to-end tests of avisd's checks (the real daemons
 //! are tested in scanners_real.rs): clamd reports `Fake.Virus` when the stream contains
-//! `VIRUS-MARKER`, spamd scores 15 when the message contains `SPAM-MARKER`, else 1. Each
+//! `VIRUS-MARKER` or the EICAR test string (undecoded, as it travels), spamd scores 15 when the message contains `SPAM-MARKER`, else 1. Each
 //! can also be slow or answer with an error, for the failure policies.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -61,7 +61,9 @@ pub fn clamd_with(mode: Mode) -> u16 {
                 if let Mode::Slow(d) = mode {
                     thread::sleep(d);
                 }
-                let infected = data.windows(12).any(|w| w == b"VIRUS-MARKER");
+                let eicar = crate::scanners::eicar();
+                let infected = data.windows(12).any(|w| w == b"VIRUS-MARKER")
+                    || data.windows(eicar.len()).any(|w| w == eicar.as_bytes());
                 let reply: &[u8] = if mode == Mode::Error {
                     b"stream: Can't allocate memory ERROR\0"
                 } else if infected {

@@ -145,6 +145,45 @@ impl Drop for Proc {
     }
 }
 
+/// How long a test waits for something it can observe (a log line, a counter, a file, a
+/// listener) before calling it a failure. Long on purpose: the deadline only bounds a
+/// failure, never delays a success, and CI runs on two cores that are often busy (issue 22).
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// How many lines of the log file at `path` contain `needle` (0 while it does not exist).
+pub fn log_count(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// Waits until more than `before` lines of the log at `path` contain `needle` (a daemon
+/// said it is ready, reloaded, gave up...). While waiting, a `proc` that exits fails the
+/// test at once with the end of that log, instead of after the deadline.
+pub fn wait_for_log(what: &str, path: &Path, needle: &str, before: usize, mut proc: Option<&mut Proc>) {
+    wait_for(what, PATIENCE, || {
+        if let Some(p) = proc.as_deref_mut()
+            && p.exited()
+        {
+            panic!(
+                "{} exited while the test waited for {what}:\n{}",
+                p.name,
+                log_tail(path, 30)
+            );
+        }
+        (log_count(path, needle) > before).then_some(())
+    });
+}
+
+/// The last `n` lines of the file at `path`, for failure messages.
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

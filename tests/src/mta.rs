@@ -4,7 +4,10 @@
 //! keeps every message it accepted, so a test can count what arrived against what was
 //! sent. Recipients choose their fate by their local part: `reject-*` is refused at RCPT
 //! with 550, `defer-*` with 450, `lmtpreject-*` and `lmtpdefer-*` after DATA (LMTP);
-//! `slow-*` makes the final reply wait [`Behaviour::slow`].
+//! `slow-*` makes the final reply wait [`Behaviour::slow`], or until the test calls
+//! [`FakeMta::release`]: a test that must see such a message in flight holds it with a
+//! long `slow` and releases it once it has seen what it wanted, so a busy machine
+//! cannot close the window before the test looks.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,7 +36,7 @@ pub struct Received {
 pub struct Behaviour {
     /// Speak LMTP (one reply per recipient after DATA).
     pub lmtp: bool,
-    /// Delay of the final reply for `slow-*` recipients.
+    /// Delay of the final reply for `slow-*` recipients (cut short by [`FakeMta::release`]).
     pub slow: Duration,
     /// Offer XFORWARD.
     pub xforward: bool,
@@ -59,6 +62,8 @@ pub struct FakeMta {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
     connections: Arc<AtomicUsize>,
+    active: Arc<AtomicUsize>,
+    released: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -69,18 +74,24 @@ impl FakeMta {
         let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (r, c, s) = (Arc::clone(&received), Arc::clone(&connections), Arc::clone(&stop));
+        let a = Arc::clone(&active);
+        let released = Arc::new(AtomicBool::new(false));
+        let rel = Arc::clone(&released);
         listener.set_nonblocking(true).expect("nonblocking");
         thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         c.fetch_add(1, Ordering::Relaxed);
-                        let (r, b) = (Arc::clone(&r), b.clone());
+                        a.fetch_add(1, Ordering::SeqCst);
+                        let (r, b, a, rel) = (Arc::clone(&r), b.clone(), Arc::clone(&a), Arc::clone(&rel));
                         let _ = stream.set_nonblocking(false);
                         thread::spawn(move || {
-                            let _ = session(stream, &b, &r);
+                            let _ = session(stream, &b, &r, &rel);
+                            a.fetch_sub(1, Ordering::SeqCst);
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
@@ -91,6 +102,8 @@ impl FakeMta {
             port,
             received,
             connections,
+            active,
+            released,
             stop,
         }
     }
@@ -104,6 +117,18 @@ impl FakeMta {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
     }
+
+    /// Ends the wait of every `slow-*` message, held now or later: their final replies go
+    /// out at once.
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+    }
+
+    /// Sessions still open: once 0, every message a client had started here is either
+    /// stored or abandoned, so [`FakeMta::received`] is final until the next connection.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FakeMta {
@@ -116,7 +141,20 @@ fn fate(rcpt: &str) -> &str {
     rcpt.split('-').next().unwrap_or("")
 }
 
-fn session(stream: TcpStream, b: &Behaviour, store: &Mutex<Vec<Received>>) -> std::io::Result<()> {
+/// Waits `slow`, or less once `released` is set.
+fn hold(slow: Duration, released: &AtomicBool) {
+    let until = std::time::Instant::now() + slow;
+    while !released.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn session(
+    stream: TcpStream,
+    b: &Behaviour,
+    store: &Mutex<Vec<Received>>,
+    released: &AtomicBool,
+) -> std::io::Result<()> {
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     w.write_all(b"220 fake.test ESMTP\r\n")?;
@@ -187,7 +225,7 @@ fn session(stream: TcpStream, b: &Behaviour, store: &Mutex<Vec<Received>>) -> st
                 data.push_str(&String::from_utf8_lossy(&raw));
             }
             if rcpts.iter().any(|a| fate(a) == "slow") {
-                thread::sleep(b.slow);
+                hold(b.slow, released);
             }
             thread::sleep(b.commit_delay);
             let id = format!("Q{}", store.lock().map(|s| s.len()).unwrap_or(0));
@@ -242,7 +280,8 @@ pub struct ClientResult {
 }
 
 /// Sends one message over SMTP (or LMTP) and returns the replies; an `Err` means the
-/// connection broke before the final reply.
+/// connection broke before the final reply (or a reply took longer than twice
+/// [`crate::PATIENCE`], more than any message a test holds in flight).
 pub fn send(port: u16, lmtp: bool, from: &str, rcpts: &[&str], body: &str) -> std::io::Result<ClientResult> {
     send_bytes(port, lmtp, from, rcpts, body.as_bytes())
 }
@@ -250,7 +289,7 @@ pub fn send(port: u16, lmtp: bool, from: &str, rcpts: &[&str], body: &str) -> st
 /// `send` for a message of any octets (dot-stuffed here; a final CRLF added if missing).
 pub fn send_bytes(port: u16, lmtp: bool, from: &str, rcpts: &[&str], body: &[u8]) -> std::io::Result<ClientResult> {
     let stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_read_timeout(Some(crate::PATIENCE * 2))?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     let mut reply = || -> std::io::Result<String> {

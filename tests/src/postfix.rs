@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::avisd::Avisd;
 use crate::mta::{Behaviour, FakeMta};
-use crate::{TempDir, free_tcp_port, require_tool, wait_for};
+use crate::{PATIENCE, TempDir, free_tcp_port, require_tool, wait_for};
 
 mod count;
 mod instance;
@@ -183,7 +183,7 @@ impl Topology {
         );
         postfix.start();
         for port in [front_port, ports.reinject] {
-            wait_for("Postfix's listeners", Duration::from_secs(20), || {
+            wait_for("Postfix's listeners", PATIENCE, || {
                 std::net::TcpStream::connect(("127.0.0.1", port)).ok()
             });
         }
@@ -218,7 +218,7 @@ impl Topology {
     /// holds `in_flight` transactions, then kills it with SIGKILL at once. Returns the
     /// transactions in flight in the last snapshot.
     pub fn kill_avisd_when_busy(&mut self, messages: u64, in_flight: i64) -> i64 {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + PATIENCE;
         let seen = loop {
             let snap = self.avisd().snapshot();
             let now = snap.ledger(agent_mib::LedgerKey::InFlight);
@@ -298,29 +298,42 @@ impl Topology {
             .expect("run swaks")
     }
 
-    /// Waits until the queue is empty (flushing) and avisd has nothing in flight, then a
-    /// little more: Postfix's log lines travel through postlogd asynchronously.
-    pub fn settle(&self, timeout: Duration) {
-        self.postfix.drain_queue(timeout);
-        if let Some(a) = &self.avisd {
-            wait_for("avisd to finish its transactions", timeout, || {
-                (a.snapshot().ledger(agent_mib::LedgerKey::InFlight) == 0).then_some(())
-            });
+    /// Waits until avisd has nothing in flight and Postfix's queue is empty at the same
+    /// time (flushing deferred mail meanwhile), then until Postfix's log has caught up
+    /// ([`Postfix::sync_log`]). After it, the sink, the log and the scoreboard are final.
+    pub fn settle(&self) {
+        let start = std::time::Instant::now();
+        let mut flushed = start;
+        loop {
+            // avisd first: a transaction it finishes after this check reinjects into a
+            // queue the next check sees.
+            let idle = self
+                .avisd
+                .as_ref()
+                .is_none_or(|a| a.snapshot().ledger(agent_mib::LedgerKey::InFlight) == 0);
+            let queue = self.postfix.queue();
+            if idle && queue.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "not settled after {PATIENCE:?}: avisd idle {idle}, the queue holds {} messages: {queue:?}",
+                queue.len()
+            );
+            if flushed.elapsed() >= Duration::from_secs(1) {
+                self.postfix.flush();
+                flushed = std::time::Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        std::thread::sleep(Duration::from_millis(500));
+        self.postfix.sync_log();
     }
 
-    /// Waits until the sink has stopped receiving for a second and returns its count.
+    /// What arrived at the sink, sorted out. Final after [`Topology::settle`] (an empty
+    /// queue means Postfix has handed everything on); a test that expects something
+    /// Postfix sends on its own (a notice) waits for it first.
     pub fn sink_count(&self) -> SinkCount {
-        let mut last = usize::MAX;
-        loop {
-            let n = self.sink.received().len();
-            if n == last {
-                return count_sink(&self.sink.received());
-            }
-            last = n;
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        count_sink(&self.sink.received())
     }
 }
 

@@ -59,7 +59,7 @@ pub fn terminate(proc: &mut Proc) {
         return; // reaped: its PID may be another process's by now
     }
     proc.signal("TERM");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + crate::PATIENCE;
     while !proc.exited() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -112,10 +112,8 @@ pub fn start_clamd(stream_max: &str) -> Clamd {
             .stdout(out.try_clone().unwrap())
             .stderr(out),
     );
-    wait_listening(&mut proc, port, &dir.join("clamd.out"), Duration::from_secs(60));
-    wait_for("clamd's Unix socket", Duration::from_secs(10), || {
-        socket.exists().then_some(())
-    });
+    wait_listening(&mut proc, port, &dir.join("clamd.out"), crate::PATIENCE);
+    wait_for("clamd's Unix socket", crate::PATIENCE, || socket.exists().then_some(()));
     Clamd {
         proc,
         port,
@@ -187,9 +185,7 @@ pub fn start_spamd(children: usize) -> Spamd {
             .stderr(out),
     );
     wait_listening(&mut proc, port, &log, Duration::from_secs(120));
-    wait_for("spamd's Unix socket", Duration::from_secs(10), || {
-        socket.exists().then_some(())
-    });
+    wait_for("spamd's Unix socket", crate::PATIENCE, || socket.exists().then_some(()));
     Spamd {
         proc,
         port,

@@ -61,7 +61,7 @@ fn a_banned_attachment_is_discarded_for_one_recipient_and_delivered_to_the_one_w
     assert_eq!(snap.counter(Counter::InMsgsStatusRelayedUntagged), 1);
     assert_eq!(snap.counter(Counter::OpsDec), 1);
     assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
-    let events = wait_for("the event", Duration::from_secs(5), || {
+    let events = wait_for("the event", tests::PATIENCE, || {
         Some(avisd.events()).filter(|e| !e.is_empty())
     });
     assert_eq!(events[0]["content_type"], "Banned");
@@ -356,7 +356,7 @@ fn a_clamd_error_fails_over_to_the_backup_and_with_failures_not_fatal_mail_passe
     );
     let r = send_to_user(&avisd, &message("hi", "clean"));
     assert!(r.final_replies[0].starts_with("250 2.0.0"), "{:?}", r.final_replies);
-    let events = wait_for("the event", Duration::from_secs(5), || {
+    let events = wait_for("the event", tests::PATIENCE, || {
         Some(avisd.events()).filter(|e| !e.is_empty())
     });
     assert_eq!(events[0]["content_type"], "Unchecked", "{}", events[0]);

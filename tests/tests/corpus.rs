@@ -4,7 +4,7 @@
 //! settings, scanned once; and the real scanners stopped under avisd.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use agent_mib::{Counter, LedgerKey};
 use tests::avisd::{Avisd, config_text};
@@ -91,7 +91,7 @@ fn every_message_of_the_corpus_gets_its_expected_verdict_from_avisd_with_the_rea
             Ok(r) => r.final_replies.first().cloned().unwrap_or_default(),
             Err(e) => format!("(connection broke: {e})"),
         };
-        let events = wait_for(&format!("{}'s event", case.name), Duration::from_secs(10), || {
+        let events = wait_for(&format!("{}'s event", case.name), tests::PATIENCE, || {
             Some(s.avisd.events()).filter(|e| e.len() > i)
         });
         let event = &events[i];
@@ -242,7 +242,7 @@ fn one_spam_message_to_recipients_with_their_own_settings_is_scanned_once_and_ea
     assert_eq!(snap.counter(Counter::ScannerClamdRequests), 1);
     assert_eq!(snap.counter(Counter::OpsSpamCheck), 1);
     assert_eq!(snap.counter(Counter::OpsDec), 1);
-    let events = wait_for("the event", Duration::from_secs(5), || {
+    let events = wait_for("the event", tests::PATIENCE, || {
         Some(s.avisd.events()).filter(|e| !e.is_empty())
     });
     assert_eq!(events.len(), 1);
@@ -295,7 +295,7 @@ fn with_the_real_spamd_stopped_mail_passes_unscored_and_with_clamd_stopped_it_is
     let snap = s.avisd.snapshot();
     assert_eq!(snap.counter(Counter::ScannerSpamdErrors), 1);
     assert_eq!(snap.counter(Counter::ScannerSpamdRequests), 2);
-    let events = wait_for("two events", Duration::from_secs(5), || {
+    let events = wait_for("two events", tests::PATIENCE, || {
         Some(s.avisd.events()).filter(|e| e.len() == 2)
     });
     assert!(
@@ -306,9 +306,7 @@ fn with_the_real_spamd_stopped_mail_passes_unscored_and_with_clamd_stopped_it_is
     // clamd gone too: no virus scanner answers, so the client is told to retry (451) and
     // keeps the message; nothing is passed unchecked.
     s.clamd.proc.signal("KILL");
-    wait_for("clamd to exit", Duration::from_secs(10), || {
-        s.clamd.proc.exited().then_some(())
-    });
+    wait_for("clamd to exit", tests::PATIENCE, || s.clamd.proc.exited().then_some(()));
     let reply = send(&s);
     assert!(reply.starts_with("451 4.5.0"), "{reply}");
     let snap = s.avisd.snapshot();

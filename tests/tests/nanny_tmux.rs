@@ -12,7 +12,6 @@ mod nanny_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use agent_mib::WorkerState;
 use nanny_support::Filter;
@@ -98,7 +97,7 @@ impl Tmux {
     fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
         let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_for(what, Duration::from_secs(10), || {
+            wait_for(what, tests::PATIENCE, || {
                 last = self.screen();
                 pred(&last).then(|| last.clone())
             })
@@ -213,13 +212,17 @@ fn nanny_in_tmux_shows_avisd_workers_forwarding_under_load_and_quits_cleanly() {
     use tests::avisd::{Avisd, config_text};
     use tests::mta::{Behaviour, FakeMta, send};
     let dir = TempDir::new("nanny-tmux-avisd");
-    // A back end that holds `slow-*` messages 8 s: long enough to be seen under CI load.
+    // A back end that holds `slow-*` messages until the test has seen them forwarded
+    // (avisd's forward timeout raised to match), however long a busy machine takes.
     let backend = FakeMta::start(Behaviour {
-        slow: Duration::from_secs(8),
+        slow: tests::PATIENCE,
         ..Behaviour::default()
     });
     let port = tests::free_tcp_port();
-    let cfg = config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", backend.port), 4, "");
+    let cfg = config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", backend.port), 4, "").replace(
+        "forward_timeout = 20",
+        &format!("forward_timeout = {}", tests::PATIENCE.as_secs() + 30),
+    );
     let avisd = Avisd::start(dir.path(), &cfg, port);
     let command = format!(
         "{} --scoreboard {} -w 0.2; echo NANNY-EXIT=$?; exec cat",
@@ -248,6 +251,7 @@ fn nanny_in_tmux_shows_avisd_workers_forwarding_under_load_and_quits_cleanly() {
         s.matches(" F forwarding").count() == 2 && s.contains("busy 2 idle 2")
     });
     assert!(screen.contains("busy 2 idle 2"), "{screen}");
+    backend.release();
     tmux.keys("q");
     let after = tmux.wait("avis-nanny to exit", |s| s.contains("NANNY-EXIT="));
     assert!(after.contains("NANNY-EXIT=0"), "{after}");

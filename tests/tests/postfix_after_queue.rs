@@ -4,13 +4,13 @@
 //! Postfix's own log, and on avisd's scoreboard; all three must agree.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use agent_mib::{Counter, LedgerKey};
 use tests::fakescan;
 use tests::mta::send;
 use tests::postfix::{Kind, Topology, samples};
-use tests::wait_for;
+use tests::{PATIENCE, wait_for};
 
 #[test]
 fn a_mixed_load_through_postfix_and_avisd_is_delivered_bounced_or_refused_and_every_message_is_counted() {
@@ -23,13 +23,11 @@ fn a_mixed_load_through_postfix_and_avisd_is_delivered_bounced_or_refused_and_ev
     assert!(oversized.status.success(), "{oversized:?}");
     let refused = t.smtp_source(2, 8, 1024, "refused@example.org", "reject-me@example.com");
     assert!(refused.status.success(), "{refused:?}");
-    wait_for(
-        "the sink to receive 100 messages and 14 DSNs",
-        Duration::from_secs(60),
-        || (t.sink.received().len() >= 114).then_some(()),
-    );
+    wait_for("the sink to receive 100 messages and 14 DSNs", PATIENCE, || {
+        (t.sink.received().len() >= 114).then_some(())
+    });
     let elapsed = started.elapsed();
-    t.settle(Duration::from_secs(60));
+    t.settle();
     let sink = t.sink_count();
     println!(
         "after-queue: 114 messages from smtp-source to the sink in {elapsed:?} ({:.1} msg/s end to end); sink {sink:?}",
@@ -62,7 +60,7 @@ fn a_mixed_load_through_postfix_and_avisd_is_delivered_bounced_or_refused_and_ev
     // Message by message: each JSON event of avisd names the front queue id (from
     // Postfix's XFORWARD) and the reinjection queue id (from the back end's reply), and
     // Postfix's log links the same two ids (the reinjection listener got XFORWARD from avisd).
-    let events = wait_for("avisd's 108 JSON events", Duration::from_secs(10), || {
+    let events = wait_for("avisd's 108 JSON events", PATIENCE, || {
         Some(t.avisd().events()).filter(|e| e.len() >= 108)
     });
     let mut from_events: Vec<(String, String)> = events
@@ -112,7 +110,7 @@ fn viruses_and_banned_files_are_discarded_spam_is_tagged_and_clean_mail_delivere
             assert!(r.final_replies[0].starts_with("250 "), "Postfix queued it: {r:?}");
         }
     }
-    t.settle(Duration::from_secs(60));
+    t.settle();
 
     let sink = t.sink_count();
     let received = t.sink.received();

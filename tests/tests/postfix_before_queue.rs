@@ -10,7 +10,7 @@ use agent_mib::{Counter, LedgerKey};
 use tests::fakescan;
 use tests::mta::send;
 use tests::postfix::{Kind, Topology, samples};
-use tests::wait_for;
+use tests::{PATIENCE, wait_for};
 
 #[test]
 fn a_load_through_the_before_queue_proxy_is_delivered_once_and_postfix_and_avisd_agree() {
@@ -19,7 +19,7 @@ fn a_load_through_the_before_queue_proxy_is_delivered_once_and_postfix_and_avisd
     let out = t.smtp_source(4, 120, 2048, "load@example.org", "rcpt@example.com");
     assert!(out.status.success(), "{out:?}");
     let accepted = started.elapsed();
-    t.settle(Duration::from_secs(60));
+    t.settle();
     let sink = t.sink_count();
     println!(
         "before-queue: 120 messages accepted by the front smtpd in {accepted:?} ({:.1} msg/s); sink {sink:?}",
@@ -88,7 +88,7 @@ fn a_message_over_the_size_limit_is_refused_with_552_during_the_clients_session_
     )
     .expect("an SMTP session");
     assert!(ok.final_replies[0].starts_with("250 "), "{:?}", ok.final_replies);
-    t.settle(Duration::from_secs(30));
+    t.settle();
 
     let sink = t.sink_count();
     assert_eq!(
@@ -131,7 +131,7 @@ fn a_message_refused_for_its_size_after_data_is_received_and_rejected_on_avisds_
     );
     let r = send(t.front_port, false, "big@example.org", &["rcpt@example.com"], &body).expect("an SMTP session");
     assert!(r.final_replies[0].starts_with("552 5.3.4"), "{:?}", r.final_replies);
-    wait_for("Postfix's proxy-reject line", Duration::from_secs(10), || {
+    wait_for("Postfix's proxy-reject line", PATIENCE, || {
         (t.postfix.tally().proxy_reject == 1).then_some(())
     });
     let snap = t.avisd().snapshot();
@@ -143,7 +143,7 @@ fn a_message_refused_for_its_size_after_data_is_received_and_rejected_on_avisds_
     assert_eq!(snap.counter(Counter::LedgerReceived), 1);
     assert_eq!(snap.counter(Counter::LedgerRejected), 1);
     assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
-    let events = wait_for("avisd's JSON event", Duration::from_secs(10), || {
+    let events = wait_for("avisd's JSON event", PATIENCE, || {
         Some(t.avisd().events()).filter(|e| !e.is_empty())
     });
     assert!(
@@ -166,6 +166,20 @@ fn a_recipient_the_reinjection_listener_refuses_is_refused_to_the_client_with_th
             map.display()
         ),
     );
+    // The reload is logged before the master applies it: wait until the reinjection
+    // listener itself refuses such a recipient.
+    wait_for("the reinjection listener to refuse refused-*", PATIENCE, || {
+        let probe = send(
+            t.ports.reinject,
+            false,
+            "probe@example.org",
+            &["refused-probe@example.com"],
+            "x\r\n",
+        );
+        probe
+            .ok()
+            .filter(|p| p.rcpt_replies.first().is_some_and(|r| r.starts_with("550")))
+    });
     let r = send(
         t.front_port,
         false,
@@ -184,7 +198,7 @@ fn a_recipient_the_reinjection_listener_refuses_is_refused_to_the_client_with_th
         "the client saw the back end's 550 at the end of DATA: {:?}",
         r.final_replies
     );
-    t.settle(Duration::from_secs(30));
+    t.settle();
     assert_eq!(t.sink.received().len(), 0, "nothing delivered");
     assert!(t.postfix.queue().is_empty(), "nothing queued");
     let log = t.postfix.tally();
@@ -211,7 +225,7 @@ fn with_avisd_down_the_client_is_told_to_try_later_and_nothing_is_queued_until_i
         refused.starts_with('4'),
         "a temporary refusal during the session: {r:?}"
     );
-    wait_for("Postfix to log why", Duration::from_secs(10), || {
+    wait_for("Postfix to log why", PATIENCE, || {
         t.postfix
             .log_text()
             .contains("warning: connect to proxy filter 127.0.0.1:")
@@ -219,6 +233,10 @@ fn with_avisd_down_the_client_is_told_to_try_later_and_nothing_is_queued_until_i
     });
     // Postfix tells the postmaster (notify_classes resource, software); the message
     // itself stays with the client.
+    wait_for("Postfix's notice to the postmaster", PATIENCE, || {
+        (t.sink_count().postmaster_notices > 0).then_some(())
+    });
+    t.settle();
     let notice = t.sink_count();
     assert_eq!(
         (notice.distinct, notice.dsns, notice.postmaster_notices),
@@ -233,7 +251,7 @@ fn with_avisd_down_the_client_is_told_to_try_later_and_nothing_is_queued_until_i
         r.final_replies[0].starts_with("250 "),
         "the client's retry goes through: {r:?}"
     );
-    t.settle(Duration::from_secs(30));
+    t.settle();
     let sink = t.sink_count();
     println!("before-queue, avisd down: the client saw {refused:?}; after the restart {sink:?}");
     assert_eq!((sink.distinct, sink.duplicates, sink.dsns), (1, 0, 0));
@@ -274,10 +292,16 @@ fn avisd_killed_under_before_queue_load_loses_nothing_the_clients_retry_and_dupl
         .map(|c| std::thread::spawn(move || send_with_retries(port, &format!("c{c}"), 40)))
         .collect();
     let seen = t.kill_avisd_when_busy(30, 2);
-    std::thread::sleep(Duration::from_secs(2));
+    // A client's retry meets the dead avisd (Postfix says so) before it comes back.
+    wait_for("Postfix to find avisd gone", PATIENCE, || {
+        t.postfix
+            .log_text()
+            .contains(&format!("warning: connect to proxy filter 127.0.0.1:{}", t.ports.avisd))
+            .then_some(())
+    });
     t.restart_avisd();
     let attempts: usize = clients.into_iter().map(|c| c.join().expect("client")).sum();
-    t.settle(Duration::from_secs(60));
+    t.settle();
 
     let log = t.postfix.tally();
     let snap = t.avisd().snapshot();
@@ -353,7 +377,7 @@ fn virus_spam_and_banned_mail_are_refused_with_554_during_the_clients_session_an
             "the client saw amavisd's 554 for the {what} in its session: {reply}"
         );
     }
-    t.settle(Duration::from_secs(30));
+    t.settle();
 
     let sink = t.sink_count();
     assert_eq!(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use agent_mib::{Counter, LedgerKey};
 use tests::mta::send;
 use tests::postfix::{Kind, Topology, samples};
-use tests::{Proc, fakescan, free_tcp_port, wait_for};
+use tests::{PATIENCE, Proc, fakescan, free_tcp_port, wait_for};
 
 const LOAD: usize = 200;
 
@@ -23,6 +23,19 @@ fn start_load(t: &Topology, tag: &str) -> Proc {
         "smtp-source",
         &mut t.smtp_source_command(5, LOAD, 2048, &format!("{tag}@example.org"), "rcpt@example.com"),
     )
+}
+
+/// Waits until Postfix has deferred a delivery because avisd refused the connection: it
+/// tried while avisd was down.
+fn wait_for_refused_delivery(t: &Topology) {
+    let refused = format!(":{}: Connection refused", t.ports.avisd);
+    wait_for("Postfix to defer a delivery avisd refused", PATIENCE, || {
+        t.postfix
+            .log_text()
+            .lines()
+            .any(|l| l.contains("status=deferred") && l.contains(&refused))
+            .then_some(())
+    });
 }
 
 fn finish_source(mut source: Proc) {
@@ -40,10 +53,10 @@ fn avisd_killed_mid_load_and_restarted_loses_nothing_and_duplicates_stay_within_
     let source = start_load(&t, "kill");
     let seen = t.kill_avisd_when_busy(30, 3);
     // Postfix's deliveries to avisd fail now; it defers them and retries.
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for_refused_delivery(&t);
     t.restart_avisd();
     finish_source(source);
-    t.settle(Duration::from_secs(90));
+    t.settle();
 
     let log = t.postfix.tally();
     let snap = t.avisd().snapshot();
@@ -102,19 +115,19 @@ fn avisd_killed_mid_load_and_restarted_loses_nothing_and_duplicates_stay_within_
 fn avisd_stopped_for_a_while_under_load_loses_nothing_and_duplicates_nothing() {
     let mut t = Topology::start(Kind::AfterQueue, "pf-stop", 4, "");
     let source = start_load(&t, "stop");
-    wait_for("avisd to be busy with the load", Duration::from_secs(30), || {
+    wait_for("avisd to be busy with the load", PATIENCE, || {
         (t.avisd().snapshot().counter(Counter::InMsgs) >= 30).then_some(())
     });
     t.stop_avisd();
-    std::thread::sleep(Duration::from_secs(5));
+    wait_for_refused_delivery(&t);
     let deferred_while_stopped = t.postfix.tally().total("deferred");
     t.restart_avisd();
     finish_source(source);
-    t.settle(Duration::from_secs(90));
+    t.settle();
 
     let sink = t.sink_count();
     println!(
-        "avisd stopped 5 s: Postfix deferred {deferred_while_stopped} deliveries meanwhile; {} delivered, {} duplicates",
+        "avisd stopped: Postfix deferred {deferred_while_stopped} deliveries meanwhile; {} delivered, {} duplicates",
         sink.distinct, sink.duplicates
     );
     assert!(deferred_while_stopped > 0, "Postfix deferred while avisd was down");
@@ -137,21 +150,21 @@ fn avisd_stopped_for_a_while_under_load_loses_nothing_and_duplicates_nothing() {
 fn with_the_reinjection_listener_down_avisd_tempfails_postfix_retries_and_everything_arrives_once() {
     let t = Topology::start(Kind::AfterQueue, "pf-reinject", 4, "");
     t.reconfigure(false, "");
-    wait_for("the reinjection listener to close", Duration::from_secs(20), || {
+    wait_for("the reinjection listener to close", PATIENCE, || {
         std::net::TcpStream::connect(("127.0.0.1", t.ports.reinject))
             .is_err()
             .then_some(())
     });
     let out = t.smtp_source(5, 100, 2048, "reinject@example.org", "rcpt@example.com");
     assert!(out.status.success(), "{out:?}");
-    wait_for("avisd to tempfail the whole load", Duration::from_secs(30), || {
+    wait_for("avisd to tempfail the whole load", PATIENCE, || {
         (t.avisd().snapshot().counter(Counter::LedgerTempFailed) >= 100).then_some(())
     });
     assert_eq!(t.sink.received().len(), 0, "nothing can be delivered yet");
     assert_eq!(t.postfix.queue().len(), 100, "Postfix keeps every message queued");
 
     t.reconfigure(true, "");
-    t.settle(Duration::from_secs(90));
+    t.settle();
     let sink = t.sink_count();
     let snap = t.avisd().snapshot();
     println!(
@@ -212,12 +225,12 @@ fn with_the_virus_scanner_down_avisd_tempfails_nothing_passes_unchecked_and_ever
         &samples::virus("virus-while-down"),
     )
     .unwrap();
-    wait_for("avisd to tempfail all 31", Duration::from_secs(30), || {
+    wait_for("avisd to tempfail all 31", PATIENCE, || {
         (t.avisd().snapshot().counter(Counter::LedgerTempFailed) >= 31).then_some(())
     });
     assert_eq!(t.sink.received().len(), 0, "nothing passes unchecked");
     assert_eq!(t.postfix.queue().len(), 31, "Postfix keeps every message queued");
-    wait_for("Postfix to log avisd's 451", Duration::from_secs(10), || {
+    wait_for("Postfix to log avisd's 451", PATIENCE, || {
         t.postfix
             .log_text()
             .contains("said: 451 4.5.0 Error in processing")
@@ -225,7 +238,7 @@ fn with_the_virus_scanner_down_avisd_tempfails_nothing_passes_unchecked_and_ever
     });
 
     bring_up_scanner(clamd_port, fakescan::clamd());
-    t.settle(Duration::from_secs(90));
+    t.settle();
     let sink = t.sink_count();
     let snap = t.avisd().snapshot();
     println!(
@@ -248,4 +261,37 @@ fn with_the_virus_scanner_down_avisd_tempfails_nothing_passes_unchecked_and_ever
     );
     assert_eq!(snap.counter(Counter::ContentVirusMsgs), 1);
     assert_eq!(snap.ledger(LedgerKey::Unaccounted), 0);
+}
+
+#[test]
+fn settle_returns_only_once_postfixs_log_holds_every_line_logged_before_it() {
+    // Postfix's programs log through postlogd, which writes when it gets to it: on a busy
+    // machine it runs behind. Here it is stopped outright and resumed a little later; the
+    // tests count log lines right after settle(), so settle() must wait for it.
+    let t = Topology::start(Kind::AfterQueue, "pf-log-lag", 1, "");
+    t.postfix.sync_log(); // postlogd is running
+    let postlogd = wait_for("postlogd", PATIENCE, || t.postfix.child_pid("postlogd"));
+    let signal = |sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(postlogd.to_string())
+            .status();
+    };
+    signal("STOP");
+    let line = "a line logged while postlogd was stopped";
+    t.postfix.log_line(line);
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2)); // the stall being simulated
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &postlogd.to_string()])
+            .status();
+    });
+    t.settle();
+    let logged = t.postfix.log_text().contains(line);
+    signal("CONT");
+    resume.join().expect("resume postlogd");
+    assert!(
+        logged,
+        "settle() returned before Postfix's log held a line logged before it"
+    );
 }

@@ -5,8 +5,6 @@
 
 mod snmp_support;
 
-use std::time::Duration;
-
 use snmp_support::*;
 use tests::avisd::{Avisd, config_text};
 use tests::mta::{Behaviour, FakeMta, send};
@@ -81,7 +79,7 @@ fn counters_walked_after_a_known_load_through_avisd_equal_the_load_and_survive_i
     send(port, false, "a@example.org", &["u@example.com"], body).unwrap();
     let walk = wait_for(
         "the agent to see the restarted avisd's message",
-        Duration::from_secs(15),
+        tests::PATIENCE,
         || {
             let w = lines(
                 "snmpbulkwalk",

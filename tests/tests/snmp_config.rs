@@ -5,7 +5,6 @@
 mod snmp_support;
 
 use std::process::Command;
-use std::time::Duration;
 
 use snmp_support::*;
 use tests::{Proc, TempDir, bin, free_udp_port, wait_for};
@@ -70,29 +69,25 @@ priv_password = "monitorpriv123"
         .stderr(std::fs::File::create(dir.join("agent.log")).unwrap());
     let _agent = Proc::spawn("avis-snmp-agent", &mut cmd);
     let addr = format!("127.0.0.1:{port}");
-    wait_for(
-        "the configured agent to answer community ops",
-        Duration::from_secs(20),
-        || {
-            let out = snmp(
-                "snmpget",
-                &[
-                    "-v2c",
-                    "-c",
-                    "ops",
-                    "-t",
-                    "0.3",
-                    "-r",
-                    "0",
-                    &addr,
-                    "AMAVIS-MIB::inMsgs.0",
-                ],
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .contains("Counter32: 4")
-                .then_some(())
-        },
-    );
+    wait_for("the configured agent to answer community ops", tests::PATIENCE, || {
+        let out = snmp(
+            "snmpget",
+            &[
+                "-v2c",
+                "-c",
+                "ops",
+                "-t",
+                "0.3",
+                "-r",
+                "0",
+                &addr,
+                "AMAVIS-MIB::inMsgs.0",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Counter32: 4")
+            .then_some(())
+    });
     let v3 = v3_monitor(&addr);
     let mut args: Vec<&str> = v3.iter().map(String::as_str).collect();
     args.push("AMAVIS-MIB::inMsgs.0");
@@ -167,29 +162,25 @@ fn root_is_dropped_after_binding_or_the_agent_refuses_to_run() {
         .lines()
         .any(|l| l.starts_with("Uid:\t0\t"));
     if root {
-        wait_for(
-            "the agent to answer after dropping root",
-            Duration::from_secs(20),
-            || {
-                let out = snmp(
-                    "snmpget",
-                    &[
-                        "-v2c",
-                        "-c",
-                        "public",
-                        "-t",
-                        "0.3",
-                        "-r",
-                        "0",
-                        &addr,
-                        "AMAVIS-MIB::inMsgs.0",
-                    ],
-                );
-                String::from_utf8_lossy(&out.stdout)
-                    .contains("Counter32: 6")
-                    .then_some(())
-            },
-        );
+        wait_for("the agent to answer after dropping root", tests::PATIENCE, || {
+            let out = snmp(
+                "snmpget",
+                &[
+                    "-v2c",
+                    "-c",
+                    "public",
+                    "-t",
+                    "0.3",
+                    "-r",
+                    "0",
+                    &addr,
+                    "AMAVIS-MIB::inMsgs.0",
+                ],
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .contains("Counter32: 6")
+                .then_some(())
+        });
         let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
         let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
         assert!(
@@ -199,7 +190,7 @@ fn root_is_dropped_after_binding_or_the_agent_refuses_to_run() {
         assert!(agent_log(&dir).contains("dropped privileges"));
     } else {
         // Not root: the drop cannot happen, and the agent must not carry on regardless.
-        wait_for("the agent to refuse to run", Duration::from_secs(10), || {
+        wait_for("the agent to refuse to run", tests::PATIENCE, || {
             agent.exited().then_some(())
         });
         assert!(agent_log(&dir).contains("setgroups"), "{}", agent_log(&dir));
@@ -210,7 +201,7 @@ fn root_is_dropped_after_binding_or_the_agent_refuses_to_run() {
 fn with_syslog_each_event_is_one_datagram_with_ident_pid_and_facility_mail() {
     let dir = TempDir::new("snmp-syslog");
     let log = std::os::unix::net::UnixDatagram::bind(dir.join("log")).unwrap();
-    log.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    log.set_read_timeout(Some(tests::PATIENCE)).unwrap();
     let mut cmd = Command::new(bin("avis-snmp-agent"));
     cmd.arg("--scoreboard")
         .arg(dir.join("missing-scoreboard"))
@@ -246,4 +237,39 @@ fn with_syslog_each_event_is_one_datagram_with_ident_pid_and_facility_mail() {
             .any(|l| l.starts_with("<20>") && l.contains("no filter running")),
         "{got:?}"
     );
+}
+
+/// Runs the agent with nothing to serve (it stops at once) and returns its exit and stderr.
+fn run_and_stop(dir: &TempDir, args: &[&str], env: Option<&str>) -> (bool, String) {
+    let sb = dir.join("scoreboard");
+    let mut cmd = Command::new(bin("avis-snmp-agent"));
+    cmd.arg("--scoreboard")
+        .arg(&sb)
+        .args(["--agentx", "off", "--queue-directory", "off"])
+        .args(args)
+        .env_remove("AVIS_SNMP_V3_USER");
+    if let Some(spec) = env {
+        cmd.env("AVIS_SNMP_V3_USER", spec);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn v3_pass_phrases_on_the_command_line_are_warned_about_and_the_environment_is_an_alternative() {
+    let dir = TempDir::new("snmp-secret-flags");
+    let (ok, stderr) = run_and_stop(&dir, &["--v3-user", "monitor:sha256:monitorauth123"], None);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--v3-user monitor: pass phrases on the command line are readable by every local user"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("monitorauth123"),
+        "the warning must not repeat the secret: {stderr}"
+    );
+    let (ok, stderr) = run_and_stop(&dir, &[], Some("monitor:sha256:monitorauth123\n"));
+    assert!(!ok);
+    assert!(!stderr.contains("command line"), "{stderr}");
+    assert!(stderr.contains("nothing to do"), "the user was accepted: {stderr}");
 }

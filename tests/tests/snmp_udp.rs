@@ -267,17 +267,13 @@ fn with_no_filter_running_every_object_answers_zero_and_the_scoreboard_is_picked
 
     let board = open_board(&path);
     known_load(&board, 12);
-    tests::wait_for(
-        "the agent to attach to the new scoreboard",
-        Duration::from_secs(15),
-        || {
-            let get = lines(
-                "snmpget",
-                &["-v2c", "-c", "public", &agent.addr, "AMAVIS-MIB::inMsgs.0"],
-            );
-            (get[0] == "AMAVIS-MIB::inMsgs.0 = Counter32: 12").then_some(())
-        },
-    );
+    tests::wait_for("the agent to attach to the new scoreboard", tests::PATIENCE, || {
+        let get = lines(
+            "snmpget",
+            &["-v2c", "-c", "public", &agent.addr, "AMAVIS-MIB::inMsgs.0"],
+        );
+        (get[0] == "AMAVIS-MIB::inMsgs.0 = Counter32: 12").then_some(())
+    });
 }
 
 #[test]

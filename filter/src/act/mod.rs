@@ -6,7 +6,7 @@ pub mod quarantine;
 
 use std::fmt::Write as _;
 
-use crate::message::{Envelope, Ids, Recipient, Reply};
+use crate::message::{Envelope, Ids, Recipient, Reply, escape_controls, xtext_encode};
 use crate::receive::spool::Spool;
 
 /// RFC 5322 date-time in UTC, e.g. `Sun, 29 Nov 2026 05:30:00 +0000`.
@@ -182,14 +182,16 @@ pub fn failure_dsn(
         id = ids.mail_id,
     );
     for (r, reply) in failed {
-        let _ = write!(m, "  <{}>: {}\r\n", r.address, reply);
+        let _ = write!(m, "  <{}>: {}\r\n", r.address, escape_controls(&reply.to_string()));
     }
     let _ = write!(
         m,
         "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {host}\r\n"
     );
+    // RFC 3464 2.2.1 and 2.3.1: the ENVID and ORCPT go back as xtext, as they came; decoded,
+    // a CR LF in them would end the field and start one of the sender's choosing.
     if let Some(envid) = &envelope.envid {
-        let _ = write!(m, "Original-Envelope-Id: {envid}\r\n");
+        let _ = write!(m, "Original-Envelope-Id: {}\r\n", xtext_encode(envid));
     }
     let _ = write!(m, "Arrival-Date: {date}\r\n");
     for (r, reply) in failed {
@@ -198,7 +200,7 @@ pub fn failure_dsn(
             .map_or("5.0.0".to_string(), |(a, b, c)| format!("{a}.{b}.{c}"));
         m.push_str("\r\n");
         if let Some(o) = &r.orcpt {
-            let _ = write!(m, "Original-Recipient: rfc822;{o}\r\n");
+            let _ = write!(m, "Original-Recipient: rfc822;{}\r\n", xtext_encode(o));
         }
         let _ = write!(
             m,
@@ -269,6 +271,50 @@ mod tests {
         assert_eq!(
             with_extension("user+old@example.com", '+', "spam"),
             "user+spam@example.com"
+        );
+    }
+
+    #[test]
+    fn a_dsn_carries_the_envid_and_orcpt_as_xtext_so_a_crlf_in_them_adds_no_field() {
+        let rcpt = Recipient {
+            address: "bob@example.com".into(),
+            orcpt: Some("bob@example.com\r\nX-Injected: orcpt".into()),
+            notify: Default::default(),
+        };
+        let envelope = Envelope {
+            mail_from: "alice@example.org".into(),
+            recipients: vec![rcpt.clone()],
+            body: crate::message::Body::SevenBit,
+            smtputf8: false,
+            ret: None,
+            envid: Some("x\r\nX-Injected: envid".into()),
+            declared_size: None,
+            xforward: Default::default(),
+            helo: "client.test".into(),
+            lmtp: false,
+        };
+        let ids = Ids {
+            log_id: "00001-01".into(),
+            mail_id: "abcdefghijkl".into(),
+        };
+        let reply = Reply::new(550, (5, 1, 1), "No such user\r\nX-Injected: reply");
+        let (_, bytes) = failure_dsn(
+            &envelope,
+            &ids,
+            "avis.test",
+            &[(&rcpt, &reply)],
+            &spool_of("Subject: x\r\n\r\nx\r\n"),
+            0,
+        );
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(!text.contains("\nX-Injected"), "{text}");
+        assert!(
+            text.contains("Original-Envelope-Id: x+0D+0AX-Injected:+20envid\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Original-Recipient: rfc822;bob@example.com+0D+0AX-Injected:+20orcpt\r\n"),
+            "{text}"
         );
     }
 

@@ -2,16 +2,18 @@
 //! category (`virus-<mail_id>`, `banned-…`, `spam-….gz`, `badh-…`), in a sub-directory
 //! named by the mail id's first character, with the envelope prepended as amavisd does
 //! (X-Envelope-From, X-Envelope-To, X-Envelope-To-Blocked, X-Quarantine-ID), written to a
-//! temporary name, synced and renamed, so a copy is either whole or absent.
+//! temporary name, synced and renamed, so a copy is either whole or absent. Copies are
+//! private (0600 files in 0700 directories, created exclusively, never through a symlink):
+//! they hold viruses and other people's mail.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use agent_mib::ContentCategory;
 
 use crate::message::{Envelope, Ids};
-use crate::receive::spool::Spool;
+use crate::receive::spool::{Spool, create_private, private_dir};
 
 /// One quarantined copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +55,7 @@ pub fn store(
     let (prefix, gzip) = naming(category);
     let first = ids.mail_id.chars().next().unwrap_or('_').to_string();
     let sub = dir.join(&first);
-    fs::create_dir_all(&sub)?;
+    private_dir(&sub)?;
     let name = format!("{prefix}-{}{}", ids.mail_id, if gzip { ".gz" } else { "" });
     let path = sub.join(&name);
     let tmp: PathBuf = sub.join(format!(".{name}.tmp"));
@@ -69,7 +71,9 @@ pub fn store(
     }
     head.push_str(&format!("X-Quarantine-ID: <{}>\r\n", ids.mail_id));
     let result = (|| {
-        let file = File::create(&tmp)?;
+        // A temporary copy left by a crash is replaced (unlinking never follows a link).
+        let _ = fs::remove_file(&tmp);
+        let file = create_private(&tmp)?;
         let mut reader = spool.reader()?;
         let size = head.len() as u64 + spool.len();
         if gzip {
@@ -116,6 +120,7 @@ mod tests {
     use super::*;
     use crate::message::{Body, Recipient, XForward};
     use crate::receive::spool::SpoolConfig;
+    use std::fs::File;
 
     #[test]
     fn a_copy_is_whole_with_its_envelope_and_spam_is_gzipped() {
@@ -159,6 +164,45 @@ mod tests {
         let mut out = String::new();
         gz.read_to_string(&mut out).unwrap();
         assert!(out.ends_with("body\r\n"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn quarantined_copies_are_private_files_in_private_directories() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("avis-quar-modes-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut spool = Spool::new(
+            SpoolConfig {
+                dir: dir.clone(),
+                memory_threshold: 1 << 20,
+            },
+            "q",
+        );
+        spool.write(b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        let envelope = Envelope {
+            mail_from: "a@x.org".into(),
+            recipients: Vec::new(),
+            body: Body::SevenBit,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+            declared_size: None,
+            xforward: XForward::default(),
+            helo: "h".into(),
+            lmtp: false,
+        };
+        let ids = Ids {
+            log_id: "00000-01".into(),
+            mail_id: "ZyXwVuTsRqPo".into(),
+        };
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+        for category in [ContentCategory::Virus, ContentCategory::Spam] {
+            let q = store(&dir, category, &envelope, &[], &ids, &spool).unwrap();
+            assert_eq!(mode(&dir.join(&q.relative)), 0o600, "{}", q.relative);
+        }
+        assert_eq!(mode(&dir.join("Z")), 0o700);
+        assert_eq!(mode(&dir), 0o700);
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -1,6 +1,7 @@
 //! Runs every enabled check on one message, once, whatever the number of recipients:
 //! decoding on a blocking thread (a panic there is contained and tempfails the message),
-//! header and banned checks, then the external virus scanners, then the spam scanner
+//! header and banned checks, then the external virus scanners (always, even past a
+//! decoding limit), then the spam scanner
 //! unless every recipient is blocked already (amavisd's order and shortcut). Moves the
 //! worker slot through D, V and S and records each stage's time.
 
@@ -118,7 +119,10 @@ pub async fn run(
 
     let mut virus_time = None;
     let s = &checks.scanners;
-    if !s.virus_primary.is_empty() && !all(|r| r.bypass_virus) && decoded.hold.is_none() {
+    // The scanners see the message even when a decoding limit tripped: clamd decodes on
+    // its own, and a small bomb beside a virus must not buy the virus a pass. The limit
+    // marks the message unchecked in addition; decide ranks a virus above unchecked.
+    if !s.virus_primary.is_empty() && !all(|r| r.bypass_virus) {
         slot.set_state(WorkerState::Virus);
         let started = Instant::now();
         outcomes.virus = virus_scan(policy, slot, &spool).await;

@@ -78,6 +78,7 @@ struct RawDaemon {
     hostname: Option<Spanned<String>>,
     state_dir: Spanned<String>,
     scoreboard: Option<Spanned<String>>,
+    scoreboard_group: Option<Spanned<String>>,
     quarantine_dir: Option<Spanned<String>>,
     max_servers: Spanned<i64>,
     #[serde(default = "default_threshold")]
@@ -90,6 +91,23 @@ struct RawDaemon {
     events: Spanned<String>,
     #[serde(default = "default_drain")]
     drain_timeout: Spanned<i64>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_root: bool,
+    #[serde(default = "default_umask")]
+    umask: Spanned<i64>,
+}
+
+/// A group's gid, from its name or number.
+fn group_id(name: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Some(gid);
+    }
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 fn default_threshold() -> Spanned<i64> {
@@ -100,6 +118,10 @@ fn default_events() -> Spanned<String> {
 }
 fn default_drain() -> Spanned<i64> {
     Spanned::new(0..0, 60)
+}
+fn default_umask() -> Spanned<i64> {
+    // amavisd's default: nothing for others, no writing for the group.
+    Spanned::new(0..0, 0o027)
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,6 +311,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The scoreboard file.
     pub scoreboard: PathBuf,
+    /// The group (gid) that may read the scoreboard (`[daemon] scoreboard_group`, a name or
+    /// a number): the monitors' group. `None`: the daemon's own group.
+    pub scoreboard_group: Option<u32>,
     /// Where quarantined copies go (amavisd's `$QUARANTINEDIR`).
     pub quarantine_dir: PathBuf,
     /// Workers: connections handled at once. Postfix's process limit for the filter
@@ -304,6 +329,14 @@ pub struct Config {
     pub events: EventSink,
     /// How long SIGTERM waits for transactions in flight.
     pub drain_timeout: Duration,
+    /// The user to become once the listeners are bound and the state files created.
+    pub user: Option<String>,
+    /// Its group, when not the user's own.
+    pub group: Option<String>,
+    /// Started as root with no `user`: go on as root (with a loud warning) instead of refusing.
+    pub allow_root: bool,
+    /// The umask set at start (spool and quarantine files get 0600 whatever it is).
+    pub umask: u32,
     /// Listeners.
     pub listeners: Vec<Listener>,
     /// Policy banks by name.
@@ -311,6 +344,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where bodies too large for memory are spooled.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.state_dir.join("spool")
+    }
+
     /// Reads `path`, or the embedded default when `None`.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         match path {
@@ -418,6 +456,13 @@ impl Validator<'_> {
             .scoreboard
             .as_ref()
             .map_or_else(|| state_dir.join("scoreboard"), |s| PathBuf::from(s.get_ref()));
+        let scoreboard_group = d.scoreboard_group.as_ref().and_then(|g| {
+            let gid = group_id(g.get_ref());
+            if gid.is_none() {
+                self.problem("daemon.scoreboard_group", g, "no such group");
+            }
+            gid
+        });
         let quarantine_dir = d
             .quarantine_dir
             .as_ref()
@@ -431,6 +476,17 @@ impl Validator<'_> {
         let spool_memory_threshold =
             self.range("daemon.spool_memory_threshold", &d.spool_memory_threshold, 0, 1 << 30) as usize;
         let drain_timeout = Duration::from_secs(self.range("daemon.drain_timeout", &d.drain_timeout, 1, 3600) as u64);
+        let umask = self.range("daemon.umask", &d.umask, 0, 0o777) as u32;
+        let mut name = |key: &str, v: &Option<Spanned<String>>| match v {
+            Some(n) if n.get_ref().is_empty() || n.get_ref().contains(|c: char| c.is_whitespace() || c == ':') => {
+                self.problem(key, n, "must be a user or group name");
+                None
+            }
+            Some(n) => Some(n.get_ref().clone()),
+            None => None,
+        };
+        let user = name("daemon.user", &d.user);
+        let group = name("daemon.group", &d.group);
         let events = match d.events.get_ref().as_str() {
             "stdout" => EventSink::Stdout,
             "stderr" => EventSink::Stderr,
@@ -501,6 +557,7 @@ impl Validator<'_> {
             hostname,
             state_dir,
             scoreboard,
+            scoreboard_group,
             quarantine_dir,
             max_servers,
             spool_memory_threshold,
@@ -508,6 +565,10 @@ impl Validator<'_> {
             snmp_location: d.snmp_location.clone(),
             events,
             drain_timeout,
+            user,
+            group,
+            allow_root: d.allow_root,
+            umask,
             listeners,
             policies,
         }

@@ -122,3 +122,62 @@ fn networks_and_local_domains_match_like_amavisd_maps() {
     p.local_domains = vec!["example.com".into()];
     assert!(p.is_local("a@example.com") && p.is_local("a@mx.Example.COM") && !p.is_local("a@example.org"));
 }
+
+#[test]
+fn the_scoreboard_group_is_a_known_group_name_or_a_number() {
+    let base = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n";
+    let rest = "\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n";
+    let with = |group: &str| format!("{base}scoreboard_group = \"{group}\"\n{rest}");
+    assert_eq!(Config::parse(&with("root"), "t").unwrap().scoreboard_group, Some(0));
+    assert_eq!(Config::parse(&with("4242"), "t").unwrap().scoreboard_group, Some(4242));
+    assert_eq!(
+        Config::parse(&format!("{base}{rest}"), "t").unwrap().scoreboard_group,
+        None
+    );
+    let Err(ConfigError::Invalid(problems)) = Config::parse(&with("no-such-group-avis"), "t.toml") else {
+        panic!("accepted")
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.to_string() == "t.toml:4: daemon.scoreboard_group: no such group"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn the_daemon_section_names_the_user_to_become_and_defaults_to_a_private_umask_without_root() {
+    let base = "[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n";
+    let c = Config::parse(
+        &format!("[daemon]\nstate_dir = \"s\"\nmax_servers = 1\n\n{base}"),
+        "a.toml",
+    )
+    .unwrap();
+    assert_eq!((c.user, c.group, c.allow_root, c.umask), (None, None, false, 0o027));
+    let c = Config::parse(
+        &format!(
+            "[daemon]\nstate_dir = \"s\"\nmax_servers = 1\nuser = \"avis\"\ngroup = \"mail\"\numask = 0o077\n\n{base}"
+        ),
+        "b.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.user.as_deref(), c.group.as_deref(), c.umask),
+        (Some("avis"), Some("mail"), 0o077)
+    );
+    let Err(ConfigError::Invalid(problems)) = Config::parse(
+        &format!("[daemon]\nstate_dir = \"s\"\nmax_servers = 1\nuser = \"\"\numask = 0o1777\n\n{base}"),
+        "c.toml",
+    ) else {
+        panic!("accepted")
+    };
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.iter().any(|p| p.starts_with("c.toml:4: daemon.user:")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|p| p.starts_with("c.toml:5: daemon.umask:")),
+        "{shown:?}"
+    );
+}

@@ -11,8 +11,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Outgoing;
+use super::dotstuff::DotStuffer;
 use super::target::Protocol;
-use crate::message::{Body, Envelope, Reply, Ret};
+use crate::message::{Body, Envelope, Recipient, Reply, Ret, xtext_encode};
 
 /// Why a transaction with the back end failed as a whole (every one is temporary).
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,18 @@ pub enum ClientError {
         /// What was wrong.
         detail: String,
     },
+    /// The back end answered out of step: a reply that cannot answer the command it was
+    /// paired with, or one nobody asked for. Its replies can no longer be trusted.
+    #[error("{stage}: back end out of step: {detail}")]
+    OutOfStep {
+        /// What we were doing.
+        stage: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A command would have been more than one line (a value with CR, LF or NUL).
+    #[error("refusing to send a command that is not one line: {0}")]
+    Unsendable(String),
     /// The back end refused the session (greeting or EHLO not 2xx).
     #[error("{stage}: back end answered {reply}")]
     Refused {
@@ -69,6 +82,8 @@ pub struct Connection {
     timeout: Duration,
     /// Set once a transaction completed, so the cache may keep it.
     pub reusable: bool,
+    /// Set when a read found the connection closed or broken.
+    broken: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -116,6 +131,7 @@ impl Connection {
             caps: Capabilities::default(),
             timeout,
             reusable: false,
+            broken: false,
         };
         let greeting = c.read_reply("greeting").await?;
         if !greeting.0.is_positive() {
@@ -151,43 +167,49 @@ impl Connection {
 
     /// Sends one transaction: XFORWARD, MAIL, RCPTs, DATA, `prepend` then the spooled
     /// body (dot-stuffed). Returns one outcome per recipient, in envelope order.
+    ///
+    /// Replies are paired with commands by position, so the pairing is guarded: each
+    /// command is one line whatever the envelope holds (its values re-encoded as
+    /// xtext), each reply must be of a kind that can answer its command (DATA: 354 or a
+    /// refusal; the others: 2xx, 4xx or 5xx), and at each point where the back end must
+    /// be waiting for us, nothing more may have come. A back end out of step fails the
+    /// whole transaction (temporary) rather than have a stale reply taken for a later one.
     pub async fn transaction(
         &mut self,
         envelope: &Envelope,
         out: &Outgoing<'_>,
     ) -> Result<Vec<RcptOutcome>, ClientError> {
         self.reusable = false;
-        let size = out.len();
-        let mut commands: Vec<String> = Vec::new();
-        let xforward = self.xforward_commands(envelope);
-        let n_xforward = xforward.len();
-        commands.extend(xforward);
-        commands.push(self.mail_command(envelope, size));
-        for r in &envelope.recipients {
-            let mut cmd = format!("RCPT TO:<{}>", r.address);
-            if self.caps.dsn {
-                if let Some(n) = r.notify.param() {
-                    cmd.push_str(&format!(" NOTIFY={n}"));
-                }
-                if let Some(o) = &r.orcpt {
-                    cmd.push_str(&format!(" ORCPT=rfc822;{}", xtext_encode(o)));
-                }
-            }
-            commands.push(cmd + "\r\n");
-        }
+        let mut commands = self.xforward_commands(envelope);
+        let n_xforward = commands.len();
+        commands.push(self.mail_command(envelope, out.len()));
+        commands.extend(envelope.recipients.iter().map(|r| self.rcpt_command(r)));
         commands.push("DATA\r\n".into());
+        for c in &commands {
+            one_line(c)?;
+        }
+        let data_index = commands.len() - 1;
+        let expect = |i: usize| {
+            if i == data_index {
+                Expect::StartData
+            } else {
+                Expect::Completion
+            }
+        };
 
         // Without PIPELINING each command waits for its reply; with it, all go at once.
         let mut replies: Vec<Reply> = Vec::with_capacity(commands.len());
         if self.caps.pipelining {
+            self.await_turn("MAIL").await?;
             self.write(commands.concat().as_bytes(), "MAIL").await?;
-            for _ in 0..commands.len() {
-                replies.push(self.read_reply("MAIL/RCPT/DATA").await?.0);
+            for i in 0..commands.len() {
+                replies.push(self.read_answer("MAIL/RCPT/DATA", expect(i)).await?);
             }
         } else {
             for (i, cmd) in commands.iter().enumerate() {
+                self.await_turn("MAIL").await?;
                 self.write(cmd.as_bytes(), "MAIL").await?;
-                let reply = self.read_reply("MAIL/RCPT/DATA").await?.0;
+                let reply = self.read_answer("MAIL/RCPT/DATA", expect(i)).await?;
                 let stop = i == n_xforward && !reply.is_positive();
                 replies.push(reply);
                 if stop {
@@ -198,7 +220,7 @@ impl Connection {
 
         let mail_reply = replies.get(n_xforward).cloned().ok_or(ClientError::Closed("MAIL"))?;
         if !mail_reply.is_positive() {
-            self.reset().await;
+            self.reset().await?;
             return Ok(envelope
                 .recipients
                 .iter()
@@ -213,7 +235,7 @@ impl Connection {
             .take(envelope.recipients.len())
             .cloned()
             .collect();
-        let data_reply = replies.get(n_xforward + 1 + envelope.recipients.len()).cloned();
+        let data_reply = replies.get(data_index).cloned();
         let accepted: Vec<usize> = (0..rcpt_replies.len())
             .filter(|&i| rcpt_replies[i].is_positive())
             .collect();
@@ -223,37 +245,92 @@ impl Connection {
             Some(r) if r.code == 354 && !accepted.is_empty() => {}
             Some(r) if r.code == 354 => {
                 // A server that says 354 with no recipient: end the empty data, deliver nothing.
+                self.await_turn("DATA").await?;
                 self.write(b".\r\n", "DATA").await?;
-                let _ = self.read_reply("DATA").await?;
-                self.reusable = true;
+                self.read_answer("DATA", Expect::Completion).await?;
+                self.finish("DATA").await?;
                 return Ok(outcomes);
             }
             Some(r) => {
                 for &i in &accepted {
                     outcomes[i].reply = r.clone();
                 }
-                self.reset().await;
+                self.reset().await?;
                 return Ok(outcomes);
             }
             None => return Err(ClientError::Closed("DATA")),
         }
 
+        // After 354 the back end waits for the body: anything it said meanwhile means the
+        // replies above were not the ones they seemed.
+        self.await_turn("DATA").await?;
         self.send_body(out).await?;
         match self.protocol {
             Protocol::Smtp => {
-                let r = self.read_reply("end of data").await?.0;
+                let r = self.read_answer("end of data", Expect::Completion).await?;
                 for &i in &accepted {
                     outcomes[i].reply = r.clone();
                 }
             }
             Protocol::Lmtp => {
                 for &i in &accepted {
-                    outcomes[i].reply = self.read_reply("end of data").await?.0;
+                    outcomes[i].reply = self.read_answer("end of data", Expect::Completion).await?;
                 }
             }
         }
-        self.reusable = true;
+        self.finish("end of data").await?;
         Ok(outcomes)
+    }
+
+    /// After the last expected reply: a back end that says more answered something we did
+    /// not send, so the replies we took may be shifted; one that is quiet may be reused.
+    async fn finish(&mut self, stage: &'static str) -> Result<(), ClientError> {
+        self.await_turn(stage).await?;
+        self.reusable = !self.broken;
+        Ok(())
+    }
+
+    /// Fails when the back end has said something we have not asked for yet (bytes
+    /// buffered or already waiting on the socket): the next reply would be stale.
+    async fn await_turn(&mut self, stage: &'static str) -> Result<(), ClientError> {
+        if self.spoke_unasked().await {
+            let line = self.buf.split(|&b| b == b'\n').next().unwrap_or_default();
+            return Err(ClientError::OutOfStep {
+                stage,
+                detail: format!("unsolicited {:?}", String::from_utf8_lossy(line).trim_end()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether bytes from the back end are buffered or readable right now (without
+    /// waiting). A connection found closed or broken is marked so, and is not reused.
+    async fn spoke_unasked(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        if self.broken {
+            return false;
+        }
+        let mut chunk = [0u8; 4096];
+        // A zero timeout polls the read once: it answers only what has already arrived.
+        match tokio::time::timeout(Duration::ZERO, self.stream.read(&mut chunk)).await {
+            Err(_) => false,
+            Ok(Ok(0) | Err(_)) => {
+                self.broken = true;
+                false
+            }
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// Whether a cached connection can take another transaction: not closed by the
+    /// back end meanwhile and with nothing unsolicited waiting.
+    pub async fn idle_and_quiet(&mut self) -> bool {
+        !self.spoke_unasked().await && !self.broken
     }
 
     /// Says QUIT (best effort).
@@ -263,10 +340,36 @@ impl Connection {
         }
     }
 
-    async fn reset(&mut self) {
-        if self.write(b"RSET\r\n", "RSET").await.is_ok() {
-            self.reusable = matches!(self.read_reply("RSET").await, Ok((r, _)) if r.is_positive());
+    /// Ends a refused transaction. A back end that answers RSET with anything but 2xx
+    /// is not where we thought (it may be reading our RSET as message data): the
+    /// refusal we took from it is then suspect too. A connection lost here keeps the
+    /// refusal (it was read in step) and is not reused.
+    async fn reset(&mut self) -> Result<(), ClientError> {
+        self.await_turn("RSET").await?;
+        if self.write(b"RSET\r\n", "RSET").await.is_err() {
+            return Ok(());
         }
+        match self.read_reply("RSET").await {
+            Ok((r, _)) if r.is_positive() => self.finish("RSET").await,
+            Ok((r, _)) => Err(ClientError::OutOfStep {
+                stage: "RSET",
+                detail: format!("RSET answered {r}"),
+            }),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn rcpt_command(&self, r: &Recipient) -> String {
+        let mut cmd = format!("RCPT TO:<{}>", r.address);
+        if self.caps.dsn {
+            if let Some(n) = r.notify.param() {
+                cmd.push_str(&format!(" NOTIFY={n}"));
+            }
+            if let Some(o) = &r.orcpt {
+                cmd.push_str(&format!(" ORCPT=rfc822;{}", xtext_encode(o)));
+            }
+        }
+        cmd + "\r\n"
     }
 
     fn xforward_commands(&self, envelope: &Envelope) -> Vec<String> {
@@ -299,7 +402,7 @@ impl Connection {
                 None => {}
             }
             if let Some(e) = &envelope.envid {
-                cmd.push_str(&format!(" ENVID={e}"));
+                cmd.push_str(&format!(" ENVID={}", xtext_encode(e)));
             }
         }
         cmd + "\r\n"
@@ -338,6 +441,18 @@ impl Connection {
             Ok(Err(source)) => Err(ClientError::Io { stage, source }),
             Err(_) => Err(ClientError::Timeout(stage)),
         }
+    }
+
+    /// Reads the reply to a command and checks that it is of a kind that can answer it.
+    async fn read_answer(&mut self, stage: &'static str, expect: Expect) -> Result<Reply, ClientError> {
+        let (reply, _) = self.read_reply(stage).await?;
+        if !expect.admits(reply.code) {
+            return Err(ClientError::OutOfStep {
+                stage,
+                detail: format!("{reply} cannot answer this command"),
+            });
+        }
+        Ok(reply)
     }
 
     /// Reads one complete (possibly multi-line) reply; returns it and its lines' texts.
@@ -419,74 +534,38 @@ fn parse_text(code: u16, text: &str) -> Reply {
     }
 }
 
-/// xtext (RFC 1891) for XFORWARD values.
-fn xtext_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
+/// What kind of reply can answer a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// MAIL, RCPT, XFORWARD, the end of data: 2xx, 4xx or 5xx.
+    Completion,
+    /// DATA: 354, 4xx or 5xx.
+    StartData,
 }
 
-/// Dot-stuffs a byte stream across chunk boundaries and ends it with CRLF.CRLF.
-#[derive(Debug)]
-struct DotStuffer {
-    at_line_start: bool,
-    last: u8,
-}
-
-impl Default for DotStuffer {
-    fn default() -> Self {
-        DotStuffer {
-            at_line_start: true,
-            last: b'\n',
+impl Expect {
+    fn admits(self, code: u16) -> bool {
+        match self {
+            Expect::Completion => matches!(code / 100, 2 | 4 | 5),
+            Expect::StartData => code == 354 || matches!(code / 100, 4 | 5),
         }
     }
 }
 
-impl DotStuffer {
-    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            if self.at_line_start && b == b'.' {
-                out.extend_from_slice(&bytes[start..i]);
-                out.push(b'.');
-                start = i;
-            }
-            self.at_line_start = b == b'\n';
-        }
-        out.extend_from_slice(&bytes[start..]);
-        if let Some(&l) = bytes.last() {
-            self.last = l;
-        }
+/// A command must be exactly one line: its values can never add a line of their own.
+fn one_line(cmd: &str) -> Result<(), ClientError> {
+    let body = cmd.strip_suffix("\r\n").unwrap_or(cmd);
+    if body.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(ClientError::Unsendable(
+            crate::message::escape_controls(body).chars().take(200).collect(),
+        ));
     }
-
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.last != b'\n' {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b".\r\n");
-    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dots_at_line_starts_are_doubled_across_chunks() {
-        let mut s = DotStuffer::default();
-        let mut out = Vec::new();
-        s.push(b".first\r\nmid", &mut out);
-        s.push(b"dle\r\n", &mut out);
-        s.push(b".\r\nend", &mut out);
-        s.finish(&mut out);
-        assert_eq!(out, b"..first\r\nmiddle\r\n..\r\nend\r\n.\r\n");
-    }
 
     #[test]
     fn replies_split_their_enhanced_code() {
@@ -498,6 +577,7 @@ mod tests {
 
     #[test]
     fn xforward_values_are_xtext() {
+        use crate::message::xtext_encode;
         assert_eq!(xtext_encode("mail.example [1.2.3.4]"), "mail.example+20[1.2.3.4]");
         assert_eq!(xtext_encode("a+b=c"), "a+2Bb+3Dc");
     }

@@ -3,6 +3,7 @@
 //! target, reused while they are fresh, as amavisd does.
 
 pub mod client;
+mod dotstuff;
 pub mod pipe;
 pub mod target;
 
@@ -115,9 +116,10 @@ impl Forwarder {
                 }
                 // A cached connection the back end closed meanwhile fails before the body
                 // went out: nothing was delivered, so a new connection may safely retry.
-                Err(ClientError::Closed(stage) | ClientError::Io { stage, .. })
-                    if stage != "sending the body" && stage != "end of data" =>
-                {
+                // So may one that held a reply nobody asked for (a 421 on idle timeout).
+                Err(
+                    ClientError::Closed(stage) | ClientError::Io { stage, .. } | ClientError::OutOfStep { stage, .. },
+                ) if stage != "sending the body" && stage != "end of data" => {
                     reuse_failed = true;
                 }
                 Err(e) => return Err(e),
@@ -132,8 +134,10 @@ impl Forwarder {
 
     async fn cached(&self) -> Option<Connection> {
         let mut cache = self.cache.lock().await;
-        while let Some((conn, since)) = cache.pop() {
-            if since.elapsed() <= REUSE_RECENT {
+        while let Some((mut conn, since)) = cache.pop() {
+            // One the back end closed, or that holds a reply nobody asked for, is dropped
+            // here rather than have that reply taken for the next transaction's.
+            if since.elapsed() <= REUSE_RECENT && conn.idle_and_quiet().await {
                 return Some(conn);
             }
             drop(conn);

@@ -1,6 +1,8 @@
 //! Delivery to a program (`pipe:argv=...`): the message on its stdin, its exit code
 //! mapped to a reply the way sendmail maps sysexits (EX_TEMPFAIL and a killed program
-//! are temporary; other EX_* codes are permanent).
+//! are temporary; other EX_* codes are permanent). A program that did not take the whole
+//! message (a write error feeding it, or the timeout) is a temporary failure whatever
+//! it exits with.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -58,21 +60,31 @@ async fn run(argv: &[String], sender: &str, rcpts: &[&str], msg: &Outgoing<'_>, 
         Ok(c) => c,
         Err(e) => return crate::replies::pipe_failed(&format!("cannot run {prog}: {e}")),
     };
+    // The exit status alone cannot say the program had the whole message: one that exits
+    // 0 without reading it all would have a partial delivery acknowledged. Feeding must
+    // have succeeded too, so a write error (EPIPE) is a temporary failure whatever the
+    // program then reports.
     let stdin = child.stdin.take();
     let feed = async move {
-        let mut stdin = stdin?;
-        stdin.write_all(msg.prepend).await.ok()?;
-        let mut reader = msg.spool.reader_at(msg.skip).ok()?;
+        let mut stdin = stdin.ok_or("no stdin")?;
+        stdin
+            .write_all(msg.prepend)
+            .await
+            .map_err(|e| format!("writing: {e}"))?;
+        let mut reader = msg
+            .spool
+            .reader_at(msg.skip)
+            .map_err(|e| format!("reading the spool: {e}"))?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = std::io::Read::read(&mut reader, &mut buf).ok()?;
+            let n = std::io::Read::read(&mut reader, &mut buf).map_err(|e| format!("reading the spool: {e}"))?;
             if n == 0 {
                 break;
             }
-            stdin.write_all(&buf[..n]).await.ok()?;
+            stdin.write_all(&buf[..n]).await.map_err(|e| format!("writing: {e}"))?;
         }
-        drop(stdin);
-        Some(())
+        stdin.shutdown().await.map_err(|e| format!("closing its stdin: {e}"))?;
+        Ok::<(), String>(())
     };
     let result = tokio::time::timeout(timeout, async {
         let fed = feed.await;
@@ -82,7 +94,16 @@ async fn run(argv: &[String], sender: &str, rcpts: &[&str], msg: &Outgoing<'_>, 
     match result {
         Err(_) => crate::replies::pipe_failed(&format!("{prog} timed out")),
         Ok((_, Err(e))) => crate::replies::pipe_failed(&format!("waiting for {prog}: {e}")),
-        Ok((_, Ok(status))) => crate::replies::pipe_exit(prog, status.code()),
+        Ok((Err(why), Ok(status))) => {
+            // Its own temporary failure (EX_TEMPFAIL) says more than our broken pipe.
+            let reply = crate::replies::pipe_exit(prog, status.code());
+            if reply.is_transient() {
+                reply
+            } else {
+                crate::replies::pipe_failed(&format!("feeding {prog} the message failed ({why})"))
+            }
+        }
+        Ok((Ok(()), Ok(status))) => crate::replies::pipe_exit(prog, status.code()),
     }
 }
 
@@ -97,6 +118,121 @@ mod tests {
         assert_eq!(crate::replies::pipe_exit("p", Some(67)).code, 554);
         assert_eq!(crate::replies::pipe_exit("p", None).code, 451);
         assert_eq!(crate::replies::pipe_exit("p", Some(1)).code, 451);
+    }
+
+    fn envelope() -> Envelope {
+        Envelope {
+            mail_from: "a@example.org".into(),
+            recipients: vec![crate::message::Recipient {
+                address: "b@example.com".into(),
+                orcpt: None,
+                notify: Default::default(),
+            }],
+            body: crate::message::Body::SevenBit,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+            declared_size: None,
+            xforward: Default::default(),
+            helo: "client.test".into(),
+            lmtp: false,
+        }
+    }
+
+    fn spool_of(bytes: &[u8]) -> crate::receive::spool::Spool {
+        let mut s = crate::receive::spool::Spool::new(
+            crate::receive::spool::SpoolConfig {
+                dir: std::env::temp_dir(),
+                memory_threshold: usize::MAX,
+            },
+            "pipe-test",
+        );
+        s.write(bytes).unwrap();
+        s
+    }
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_program_that_exits_0_without_reading_the_message_is_a_tempfail() {
+        // Far larger than a pipe buffer (64 KiB on Linux), so writing must hit EPIPE.
+        let spool = spool_of(&vec![b'x'; 4 * 1024 * 1024]);
+        let out = Outgoing {
+            prepend: b"Received: x\r\n",
+            skip: 0,
+            spool: &spool,
+        };
+        let replies = deliver(
+            &argv(&["/bin/sh", "-c", "exit 0"]),
+            &envelope(),
+            &out,
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(replies.len(), 1);
+        assert_eq!(
+            replies[0].code, 451,
+            "a partial delivery is never acknowledged: {}",
+            replies[0]
+        );
+        assert!(replies[0].text.contains("feeding"), "{}", replies[0]);
+    }
+
+    #[tokio::test]
+    async fn a_program_that_exits_75_without_reading_keeps_its_own_temporary_failure() {
+        let spool = spool_of(&vec![b'x'; 4 * 1024 * 1024]);
+        let out = Outgoing {
+            prepend: b"",
+            skip: 0,
+            spool: &spool,
+        };
+        let replies = deliver(
+            &argv(&["/bin/sh", "-c", "exit 75"]),
+            &envelope(),
+            &out,
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(replies[0].code, 450, "{}", replies[0]);
+    }
+
+    #[tokio::test]
+    async fn a_program_that_reads_the_whole_message_and_exits_0_delivers_it() {
+        let spool = spool_of(&vec![b'x'; 1024 * 1024]);
+        let out = Outgoing {
+            prepend: b"",
+            skip: 0,
+            spool: &spool,
+        };
+        let replies = deliver(
+            &argv(&["/bin/sh", "-c", "cat >/dev/null"]),
+            &envelope(),
+            &out,
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(replies[0].code, 250, "{}", replies[0]);
+    }
+
+    #[tokio::test]
+    async fn a_program_still_reading_at_the_timeout_is_a_tempfail() {
+        let spool = spool_of(&vec![b'x'; 1024 * 1024]);
+        let out = Outgoing {
+            prepend: b"",
+            skip: 0,
+            spool: &spool,
+        };
+        let replies = deliver(
+            &argv(&["/bin/sleep", "30"]),
+            &envelope(),
+            &out,
+            Duration::from_millis(300),
+        )
+        .await;
+        assert_eq!(replies[0].code, 451, "{}", replies[0]);
+        assert!(replies[0].text.contains("timed out"), "{}", replies[0]);
     }
 
     #[test]

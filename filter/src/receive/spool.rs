@@ -2,10 +2,104 @@
 //! spool directory, written in large chunks. A large message is never held whole on
 //! the heap. The file is removed when the spool is dropped, which happens only after
 //! the client got its final reply (the sender keeps the message until then).
+//!
+//! Spool files hold other people's mail: they are created 0600, exclusively and without
+//! following a symlink, in a 0700 directory. Their names carry the writer's pid and start
+//! time, so a name never repeats across restarts; what a killed daemon left behind is
+//! removed at the next start ([`clean_leftovers`]).
 
-use std::fs::File;
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Creates `dir` (and its missing parents) mode 0700, or tightens an existing one to
+/// 0700; refuses a symlink, so the directory cannot be swapped for one pointing elsewhere.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::other(format!("{} is not a directory", dir.display())));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates a new file mode 0600 for reading and writing: never an existing file, never
+/// through a symlink.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// This process's part of spool file names: pid and start time, so that neither a restart
+/// nor a second daemon on the same directory can meet a name already taken.
+fn incarnation() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        format!("{}.{started:x}", std::process::id())
+    })
+}
+
+/// What [`clean_leftovers`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Files of dead writers (or of this pid's previous life), removed.
+    pub removed: usize,
+    /// Files of another live process (a second daemon on the same directory), kept.
+    pub kept: usize,
+}
+
+/// Removes the spool files a killed daemon left in `dir` (run at start, before any
+/// message is spooled). A file whose writer is another live process is kept. The bodies
+/// are still in their senders' queues: no client had a 2xx for them.
+pub fn clean_leftovers(dir: &Path) -> io::Result<Leftovers> {
+    let mut found = Leftovers::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    let me = std::process::id();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| n.ends_with(".eml")) else {
+            continue;
+        };
+        if entry.file_type()?.is_dir() {
+            continue;
+        }
+        let writer = name.rsplit('.').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = writer.is_some_and(|pid| pid != me && process_alive(pid));
+        if alive {
+            found.kept += 1;
+        } else {
+            std::fs::remove_file(entry.path())?;
+            found.removed += 1;
+        }
+    }
+    Ok(found)
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // Signal 0 probes without sending; EPERM means it exists under another user.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
 
 /// Where and how a body is spooled.
 #[derive(Debug, Clone)]
@@ -63,9 +157,9 @@ impl Spool {
             self.mem.extend_from_slice(chunk);
             return Ok(());
         }
-        std::fs::create_dir_all(&self.config.dir)?;
-        let path = self.config.dir.join(format!("{}.eml", self.name));
-        let mut f = File::options().read(true).write(true).create_new(true).open(&path)?;
+        DirBuilder::new().recursive(true).mode(0o700).create(&self.config.dir)?;
+        let path = self.config.dir.join(format!("{}.{}.eml", self.name, incarnation()));
+        let mut f = create_private(&path)?;
         f.write_all(&self.mem)?;
         f.write_all(chunk)?;
         self.mem = Vec::new();
@@ -197,5 +291,81 @@ mod tests {
         assert_eq!(s.len(), 15);
         drop(s);
         assert!(!path.exists());
+    }
+
+    fn fresh_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("avis-spool-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn spool_past_threshold(dir: &Path, name: &str) -> io::Result<Spool> {
+        let mut s = Spool::new(
+            SpoolConfig {
+                dir: dir.to_path_buf(),
+                memory_threshold: 4,
+            },
+            name,
+        );
+        s.write(b"more than four bytes")?;
+        Ok(s)
+    }
+
+    #[test]
+    fn a_spool_name_taken_by_a_killed_daemons_leftover_does_not_fail_the_next_message() {
+        let dir = fresh_dir("taken");
+        std::fs::create_dir_all(&dir).unwrap();
+        // What a daemon killed mid-DATA left: the first id of every start.
+        std::fs::write(dir.join("00000-01-1.eml"), b"half a message").unwrap();
+        let s = spool_past_threshold(&dir, "00000-01-1").unwrap();
+        assert!(s.path().is_some());
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn spool_files_are_private_files_in_a_private_directory() {
+        let dir = fresh_dir("modes");
+        let s = spool_past_threshold(&dir, "m").unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(s.path().unwrap()), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        drop(s);
+        // An existing directory left open to everyone is tightened at start.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_spool_file_is_never_created_through_a_symlink() {
+        let dir = fresh_dir("symlink");
+        private_dir(&dir).unwrap();
+        let target = dir.join("target");
+        let link = dir.join("link.eml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(create_private(&link).is_err());
+        assert!(!target.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn leftovers_of_dead_writers_are_removed_at_start_and_a_live_writers_files_are_kept() {
+        let dir = fresh_dir("leftovers");
+        private_dir(&dir).unwrap();
+        let old = dir.join("00000-01-1.eml"); // the naming before pids were in it
+        let dead = dir.join(format!("00000-02-1.{}.5f.eml", u32::MAX - 1));
+        let mine = dir.join(format!("00000-03-1.{}.5f.eml", std::process::id()));
+        // pid 1 is alive on every system: a second daemon's file is kept.
+        let live = dir.join("00000-04-1.1.5f.eml");
+        for p in [&old, &dead, &mine, &live] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        let found = clean_leftovers(&dir).unwrap();
+        assert_eq!(found, Leftovers { removed: 3, kept: 1 });
+        assert!(!old.exists() && !dead.exists() && !mine.exists());
+        assert!(live.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

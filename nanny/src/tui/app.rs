@@ -181,7 +181,9 @@ impl App {
     fn lost(&mut self, e: &ReadError) {
         self.status = match e {
             ReadError::Missing(_) => Status::Missing,
-            ReadError::Incompatible { .. } | ReadError::Io { .. } => Status::Unreadable(e.to_string()),
+            ReadError::Incompatible { .. } | ReadError::Damaged { .. } | ReadError::Io { .. } => {
+                Status::Unreadable(e.to_string())
+            }
         };
         self.snapshot = None;
         self.histories.clear();

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::Tally;
-use crate::{require_tool, wait_for};
+use crate::{PATIENCE, require_tool, wait_for};
 
 /// The standard Postfix services a private test instance needs (no chroot, no local
 /// delivery), ahead of the topology's services in `master.cf`. Not for the documentation.
@@ -131,7 +131,7 @@ smtpd_client_message_rate_limit = 0
             }
         }
         self.running = true;
-        wait_for("the Postfix master", Duration::from_secs(20), || self.master_pid());
+        wait_for("the Postfix master", PATIENCE, || self.master_pid());
     }
 
     /// `postfix reload` (re-reads `master.cf`: services added or removed); returns when
@@ -140,7 +140,7 @@ smtpd_client_message_rate_limit = 0
         let count = |log: &str| log.lines().filter(|l| l.contains(": reload -- version")).count();
         let before = count(&self.log_text());
         run("postfix reload", self.cmd("postfix").arg("reload"));
-        wait_for("the Postfix master to reload", Duration::from_secs(20), || {
+        wait_for("the Postfix master to reload", PATIENCE, || {
             (count(&self.log_text()) > before).then_some(())
         });
     }
@@ -150,7 +150,7 @@ smtpd_client_message_rate_limit = 0
         if self.running {
             let _ = self.cmd("postfix").arg("stop").stdin(Stdio::null()).output();
             self.running = false;
-            let deadline = Instant::now() + Duration::from_secs(20);
+            let deadline = Instant::now() + PATIENCE;
             while self.master_pid().is_some() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -184,22 +184,40 @@ smtpd_client_message_rate_limit = 0
             .collect()
     }
 
-    /// Flushes every second until the queue is empty; panics after `timeout`.
-    pub fn drain_queue(&self, timeout: Duration) {
-        let start = Instant::now();
-        loop {
-            let q = self.queue();
-            if q.is_empty() {
-                return;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "the queue still holds {} messages after {timeout:?}: {q:?}",
-                q.len()
-            );
-            self.flush();
-            std::thread::sleep(Duration::from_secs(1));
-        }
+    /// Logs `text` as Postfix's programs do, through postlogd.
+    pub fn log_line(&self, text: &str) {
+        run(
+            "postlog",
+            self.cmd("postlog").args(["-t", "avis-test", "-p", "info", text]),
+        );
+    }
+
+    /// The PID of a process the master runs, by its program name (`postlogd`, `qmgr`...).
+    pub fn child_pid(&self, program: &str) -> Option<u32> {
+        let master = self.master_pid()?;
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces, so split at the last ')'.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (comm == program && ppid == master).then_some(pid)
+        })
+    }
+
+    /// Waits until the log file holds every line logged so far. Postfix's programs send
+    /// their lines to postlogd, which writes them to `maillog_file` when it gets to them:
+    /// a marker logged now through the same channel (`postlog`) is written after every
+    /// line sent before it, so once the marker is in the file, so are they.
+    pub fn sync_log(&self) {
+        static MARKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let marker = format!("avis-test log sync {} {n}", std::process::id());
+        self.log_line(&marker);
+        wait_for("Postfix's log to catch up", PATIENCE, || {
+            self.log_text().contains(&marker).then_some(())
+        });
     }
 
     /// The log so far.

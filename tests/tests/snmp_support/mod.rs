@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use agent_mib::{Counter, Scoreboard, WriterInfo};
 use tests::{Proc, TempDir, bin, free_tcp_port, free_udp_port, mib_env, require_tool, wait_for};
@@ -73,7 +72,7 @@ pub fn start_agent(dir: &TempDir, scoreboard: &Path, extra: &[&str]) -> Agent {
         .stderr(std::fs::File::create(dir.join("agent.log")).unwrap());
     let proc = Proc::spawn("avis-snmp-agent", &mut cmd);
     let mut agent = Agent { proc, addr, port };
-    wait_for("avis-snmp-agent to answer", Duration::from_secs(20), || {
+    wait_for("avis-snmp-agent to answer", tests::PATIENCE, || {
         assert!(
             !agent.proc.exited(),
             "avis-snmp-agent exited at start (see its stderr above)"
@@ -222,7 +221,7 @@ impl Snmpd {
 
     fn wait_up(&mut self) {
         let addr = self.addr.clone();
-        wait_for("snmpd to answer", Duration::from_secs(20), || {
+        wait_for("snmpd to answer", tests::PATIENCE, || {
             let out = snmp(
                 "snmpget",
                 &[
@@ -244,9 +243,7 @@ impl Snmpd {
     /// Stops snmpd by its PID and starts a new one with the same configuration.
     pub fn restart(&mut self, dir: &TempDir) {
         self.proc.signal("TERM");
-        wait_for("snmpd to exit", Duration::from_secs(10), || {
-            self.proc.exited().then_some(())
-        });
+        wait_for("snmpd to exit", tests::PATIENCE, || self.proc.exited().then_some(()));
         self.proc = Self::spawn(dir, &self.conf);
         self.wait_up();
     }
