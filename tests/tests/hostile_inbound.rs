@@ -9,7 +9,7 @@ use std::time::Duration;
 use agent_mib::Counter;
 use tests::avisd::{Avisd, config_text};
 use tests::mta::{Behaviour, FakeMta};
-use tests::{TempDir, free_tcp_port, wait_for};
+use tests::{PATIENCE, TempDir, free_tcp_port, wait_for};
 
 fn greeting(port: u16) -> (String, BufReader<TcpStream>) {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -31,7 +31,7 @@ fn a_client_beyond_max_servers_hears_421_within_a_second_and_is_counted() {
 
     // The one worker is taken by a client that says nothing after the greeting (once the
     // start-up probe's session has let it go).
-    let (_, held) = wait_for("the one worker", Duration::from_secs(10), || {
+    let (_, held) = wait_for("the one worker", PATIENCE, || {
         let (line, r) = greeting(avisd.port);
         line.starts_with("220 ").then_some((line, r))
     });
@@ -47,13 +47,13 @@ fn a_client_beyond_max_servers_hears_421_within_a_second_and_is_counted() {
             "closed after the 421: {after:?}"
         );
     }
-    wait_for("the busy counter", Duration::from_secs(5), || {
+    wait_for("the busy counter", PATIENCE, || {
         (avisd.snapshot().counter(Counter::InConnBusyRefused) == before + 2).then_some(())
     });
 
     // Once the worker is free again, the next client is served.
     drop(held);
-    let (line, _) = wait_for("a free worker", Duration::from_secs(10), || {
+    let (line, _) = wait_for("a free worker", PATIENCE, || {
         let (line, r) = greeting(avisd.port);
         line.starts_with("220 ").then_some((line, r))
     });
