@@ -1,6 +1,7 @@
 //! accept: the listeners (TCP v4/v6 and Unix sockets, each bound to a policy bank), the
-//! worker slots (one taken *before* accept, so at most `max_servers` connections run,
-//! as amavisd's children), accept back-off, the drain on SIGTERM and the reload on SIGHUP.
+//! worker slots (at most `max_servers` sessions run, as amavisd's children; a client
+//! beyond them is accepted and told 421 at once, counted, never left in the backlog),
+//! accept back-off, the drain on SIGTERM and the reload on SIGHUP.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,9 +9,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use agent_mib::{Outcome, Scoreboard, WorkerSlot, WorkerState};
+use agent_mib::{Counter, Outcome, Scoreboard, WorkerSlot, WorkerState};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 
 use crate::config::{Config, ListenAddress, Policy};
 use crate::forward::Forwarder;
@@ -21,6 +23,7 @@ use crate::receive::session::{Limits, Refused, Transaction};
 use crate::receive::spool::SpoolConfig;
 use crate::record::Peer;
 use crate::record::sink::EventLog;
+use crate::replies;
 
 /// Bytes per second a DATA phase must average to keep going: Postfix's
 /// `smtpd_min_data_rate` default. A local MTA sends megabytes per second.
@@ -29,6 +32,16 @@ const MIN_DATA_RATE: u64 = 500;
 /// The longest one DATA phase may hold a worker, whatever the rate (without a message size
 /// limit, the minimum rate alone would not bound it).
 const DATA_PHASE_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// How long a client beyond `max_servers` waits for a worker before it hears 421.
+const BUSY_GRACE: Duration = Duration::from_secs(1);
+
+/// How long telling a client "all workers busy" may take before its socket is dropped.
+const BUSY_REPLY_LIMIT: Duration = Duration::from_secs(5);
+
+/// Clients waiting for a worker or being told "busy", at most: beyond, a flood is closed
+/// without a word rather than holding a task and a descriptor each.
+const BUSY_REPLIES_MAX: usize = 256;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +125,7 @@ pub struct Daemon {
     config_path: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
+    busy_replies: Arc<Semaphore>,
     pool: SlotPool,
     max_servers: usize,
 }
@@ -213,6 +227,7 @@ impl Daemon {
             config_path,
             shutdown,
             permits: Arc::new(Semaphore::new(max_servers)),
+            busy_replies: Arc::new(Semaphore::new(BUSY_REPLIES_MAX)),
             pool,
             max_servers,
         }))
@@ -339,17 +354,11 @@ impl Daemon {
         let mut stop = self.shutdown.subscribe();
         let mut backoff = Duration::from_millis(10);
         loop {
-            let permit = tokio::select! {
-                p = Arc::clone(&self.permits).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                _ = stop.changed() => return,
-            };
-            let Some((slot, conn_number)) = self.pool.take(&self.board) else {
-                tracing::error!("no free worker slot although a permit was granted");
-                return;
-            };
+            // Accept first, then look for a free worker: a client beyond max_servers hears
+            // 421 at once instead of waiting unanswered in the listen backlog.
             let accepted = tokio::select! {
                 a = accept(&listener) => a,
-                _ = stop.changed() => { self.pool.give_back(slot); return; }
+                _ = stop.changed() => return,
             };
             let (stream, peer) = match accepted {
                 Ok(x) => {
@@ -359,22 +368,71 @@ impl Daemon {
                 Err(e) => {
                     // EMFILE and friends: wait and retry rather than spin or die.
                     tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
-                    self.pool.give_back(slot);
-                    drop(permit);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                     continue;
                 }
             };
-            slot.set_state_reset(WorkerState::Accepted);
-            let d = Arc::clone(&self);
-            let policy = policy.clone();
-            tokio::spawn(async move {
-                d.connection(stream, peer, &slot, conn_number, &policy).await;
-                d.pool.give_back(slot);
-                drop(permit);
-            });
+            match Arc::clone(&self.permits).try_acquire_owned() {
+                Ok(permit) => self.start_session(stream, peer, permit, &policy),
+                Err(TryAcquireError::NoPermits) => self.wait_or_turn_away(stream, peer, &policy),
+                Err(TryAcquireError::Closed) => return,
+            }
         }
+    }
+
+    /// Runs a session in a worker slot of its own, on a task of its own.
+    fn start_session(self: &Arc<Self>, stream: Stream, peer: Peer, permit: OwnedSemaphorePermit, policy: &str) {
+        let Some((slot, conn_number)) = self.pool.take(&self.board) else {
+            tracing::error!("no free worker slot although a permit was granted");
+            return;
+        };
+        slot.set_state_reset(WorkerState::Accepted);
+        let d = Arc::clone(self);
+        let policy = policy.to_string();
+        tokio::spawn(async move {
+            d.connection(stream, peer, &slot, conn_number, &policy).await;
+            d.pool.give_back(slot);
+            drop(permit);
+        });
+    }
+
+    /// Every worker is busy. A worker whose client just said QUIT frees its slot a moment
+    /// after the client heard 221, and that client (smtp-source, Postfix's smtp) may
+    /// connect again at once: so wait a short grace for a free worker, then tell the client
+    /// 421 (counted) and close, off the accept loop and within a time limit.
+    fn wait_or_turn_away(self: &Arc<Self>, stream: Stream, peer: Peer, policy: &str) {
+        let Ok(waiting) = Arc::clone(&self.busy_replies).try_acquire_owned() else {
+            // A flood: close without a word rather than hold a task and a socket each.
+            self.board.bump(Counter::InConnBusyRefused, 1);
+            return;
+        };
+        let d = Arc::clone(self);
+        let policy = policy.to_string();
+        tokio::spawn(async move {
+            let permit = tokio::time::timeout(BUSY_GRACE, Arc::clone(&d.permits).acquire_owned()).await;
+            if let Ok(Ok(permit)) = permit {
+                drop(waiting);
+                d.start_session(stream, peer, permit, &policy);
+                return;
+            }
+            d.board.bump(Counter::InConnBusyRefused, 1);
+            let reply = replies::all_workers_busy(&d.runtime().config.hostname).to_wire();
+            let write = async {
+                match stream {
+                    Stream::Tcp(mut s) => {
+                        s.write_all(reply.as_bytes()).await?;
+                        s.shutdown().await
+                    }
+                    Stream::Unix(mut s) => {
+                        s.write_all(reply.as_bytes()).await?;
+                        s.shutdown().await
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(BUSY_REPLY_LIMIT, write).await;
+            drop(waiting);
+        });
     }
 
     async fn connection(&self, stream: Stream, peer: Peer, slot: &WorkerSlot, conn_number: u64, policy_name: &str) {

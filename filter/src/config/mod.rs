@@ -253,7 +253,8 @@ pub struct Policy {
     pub recipient_limit: usize,
     /// How long a client may be silent between commands.
     pub idle_timeout: Duration,
-    /// How long a client may be silent during DATA.
+    /// The time the DATA phase starts with; each byte received adds 1/500 s (see
+    /// `receive::conn::ConnSettings`).
     pub data_timeout: Duration,
     /// Bound on each read and write with the back end.
     pub forward_timeout: Duration,
