@@ -1,5 +1,12 @@
 //! The one place that knows mail-parser (0.11 here; 1.x needs a newer rustc). Everything
 //! else sees our own types, so the upgrade touches this file only.
+//!
+//! mail-parser builds every part of a message before we can count them (two million empty
+//! parts in 20 MB cost 350 MB), so a linear pre-scan counts the delimiter lines of the
+//! declared boundaries first, and a message with far more parts than the cap is parsed only
+//! up to that point and reported truncated (held as over the part limit, as the cap does).
+
+use std::collections::HashSet;
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
@@ -59,15 +66,82 @@ fn ids(v: &mail_parser::HeaderValue<'_>) -> Vec<String> {
     }
 }
 
+/// The declared boundary on a line holding a `boundary=` parameter (anywhere: a folded
+/// Content-Type puts it on a continuation line), quoted or not.
+fn declared_boundary(line: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"boundary=";
+    if !line.contains(&b'=') {
+        return None;
+    }
+    let at = line.windows(KEY.len()).position(|w| w.eq_ignore_ascii_case(KEY))? + KEY.len();
+    let rest = line.get(at..)?;
+    let value = match rest.strip_prefix(b"\"") {
+        Some(quoted) => &quoted[..quoted.iter().position(|&b| b == b'"').unwrap_or(quoted.len())],
+        None => {
+            &rest[..rest
+                .iter()
+                .position(|&b| b == b';' || b.is_ascii_whitespace())
+                .unwrap_or(rest.len())]
+        }
+    };
+    Some(value).filter(|v| !v.is_empty())
+}
+
+/// Where to cut `raw` so that the parser meets at most `budget` part openings (delimiter
+/// lines of any declared boundary, nested ones included) and at most `budget` declared
+/// boundaries; `None` when the whole message is within. Linear in the size of `raw`: a
+/// delimiter line is looked up once per distinct boundary length no longer than it.
+fn over_part_budget(raw: &[u8], budget: usize) -> Option<usize> {
+    let mut boundaries: HashSet<&[u8]> = HashSet::new();
+    let mut lengths: Vec<usize> = Vec::new();
+    let mut openings = 0usize;
+    let mut start = 0;
+    for line in raw.split(|&b| b == b'\n') {
+        let at = start;
+        start += line.len() + 1;
+        if let Some(rest) = line.strip_prefix(b"--") {
+            let rest = rest.trim_ascii_end();
+            let delimiter = lengths
+                .iter()
+                .filter(|&&n| n <= rest.len())
+                .find(|&&n| boundaries.contains(&rest[..n]));
+            if let Some(&n) = delimiter
+                && !rest[n..].starts_with(b"--")
+            {
+                openings += 1;
+                if openings > budget {
+                    return Some(at);
+                }
+            }
+            continue;
+        }
+        if let Some(b) = declared_boundary(line)
+            && boundaries.insert(b)
+        {
+            if boundaries.len() > budget {
+                return Some(at);
+            }
+            if !lengths.contains(&b.len()) {
+                lengths.push(b.len());
+            }
+        }
+    }
+    None
+}
+
 /// Parses `raw`, descending into nested messages up to `max_depth`, handing at most
 /// `max_parts` leaves to `on_part` in order; parts beyond are reported through the
-/// returned `truncated` flag.
+/// returned `truncated` flag. A message with more than twice `max_parts` part openings is
+/// parsed only up to there (the parser's memory grows with every part it builds); twice,
+/// so that multipart containers do not count against the leaves.
 pub fn parse(
     raw: &[u8],
     max_depth: usize,
     max_parts: usize,
     on_part: &mut dyn FnMut(MimePart<'_>),
 ) -> (MimeMessage, bool) {
+    let cut = over_part_budget(raw, max_parts.saturating_mul(2));
+    let raw = cut.map_or(raw, |at| &raw[..at]);
     let Some(msg) = MessageParser::default().parse(raw) else {
         return (
             MimeMessage {
@@ -104,6 +178,12 @@ pub fn parse(
         on_part,
     };
     collect(&msg, 0, &mut walk, &mut out);
+    if cut.is_some() {
+        // The prefix ends inside an open multipart: a missing closing delimiter there is
+        // our cut, not the sender's error.
+        out.encoding_problem = false;
+        truncated = true;
+    }
     (out, truncated)
 }
 
@@ -233,6 +313,40 @@ mod tests {
         }
         let raw = b"From: a@b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\ntext\r\n--x--\r\n";
         assert!(!parse(raw, 5, 10, &mut |_| {}).0.encoding_problem);
+    }
+
+    fn many_parts(n: usize) -> Vec<u8> {
+        let mut raw =
+            b"From: a@b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n\tboundary=\"B\"\r\n\r\n".to_vec();
+        for _ in 0..n {
+            raw.extend_from_slice(b"--B\r\n\r\nx\r\n");
+        }
+        raw.extend_from_slice(b"--B--\r\n");
+        raw
+    }
+
+    #[test]
+    fn a_message_with_far_more_parts_than_the_cap_is_parsed_only_up_to_twice_the_cap_and_truncated() {
+        let raw = many_parts(1000);
+        let cut = over_part_budget(&raw, 20).unwrap();
+        assert_eq!(raw[..cut].windows(3).filter(|w| w == b"--B").count(), 20);
+        let mut leaves = 0;
+        let (m, truncated) = parse(&raw, 5, 10, &mut |_| leaves += 1);
+        assert_eq!((leaves, truncated, m.encoding_problem), (10, true, false));
+        // Within twice the cap the whole message is parsed: the walk's own cap applies.
+        assert_eq!(over_part_budget(&many_parts(20), 20), None);
+        let (_, truncated) = parse(&many_parts(10), 5, 10, &mut |_| {});
+        assert!(!truncated);
+    }
+
+    #[test]
+    fn the_part_budget_counts_nested_boundaries_and_not_closing_delimiters_or_other_lines() {
+        let raw = b"Content-Type: multipart/mixed; boundary=outer\r\n\r\n--outer\r\nContent-Type: multipart/alternative; boundary=\"in ner\"\r\n\r\n--in ner\r\n\r\na\r\n--in ner\r\n\r\nb\r\n--in ner--\r\n--outer\r\n\r\n-- not a delimiter\r\n--other\r\n--outer--\r\n";
+        // Four openings: outer twice, inner twice.
+        assert_eq!(over_part_budget(raw, 4), None);
+        assert!(over_part_budget(raw, 3).is_some());
+        assert_eq!(declared_boundary(b"\tBoundary=abc; charset=x"), Some(&b"abc"[..]));
+        assert_eq!(declared_boundary(b"boundary=\"\""), None);
     }
 
     #[test]
