@@ -106,3 +106,28 @@ fn two_million_empty_mime_parts_are_held_over_the_part_limit_without_the_memory_
     // The body itself is spooled and mapped (about 20 MiB resident while parsed).
     assert!(grown_mib < 80, "peak RSS grew by {grown_mib} MiB");
 }
+
+#[test]
+fn two_million_header_fields_are_held_over_the_limits_without_the_memory_to_parse_them() {
+    let dir = TempDir::new("limits-fields");
+    let backend = FakeMta::start(Behaviour::default());
+    let port = free_tcp_port();
+    let cfg = config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", backend.port), 2, "");
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    let before = peak_rss_kib(avisd.proc.pid());
+    let mut body = String::from("From: sender@example.org\r\nSubject: fields\r\n");
+    body.push_str(&"X-A: b\r\n".repeat(2_000_000));
+    body.push_str("\r\nbody\r\n");
+    let r = send(avisd.port, false, "sender@example.org", &["user@example.com"], &body).unwrap();
+    assert!(r.final_replies[0].starts_with("250 "), "{:?}", r.final_replies);
+    let events = wait_for("the event", Duration::from_secs(5), || {
+        Some(avisd.events()).filter(|e| !e.is_empty())
+    });
+    assert_eq!(events[0]["content_type"], "UncheckedOverLimits", "{}", events[0]);
+    let grown_mib = peak_rss_kib(avisd.proc.pid()).saturating_sub(before) / 1024;
+    eprintln!(
+        "peak RSS grew by {grown_mib} MiB for {} MB in header fields",
+        body.len() / 1_000_000
+    );
+    assert!(grown_mib < 80, "peak RSS grew by {grown_mib} MiB");
+}
