@@ -1,5 +1,13 @@
 //! The one place that knows mail-parser (0.11 here; 1.x needs a newer rustc). Everything
 //! else sees our own types, so the upgrade touches this file only.
+//!
+//! mail-parser builds every part of a message before we can count them (two million empty
+//! parts in 20 MB cost 350 MB), so a linear pre-scan counts the delimiter lines of the
+//! declared boundaries (and the header fields) first, and a message with far more parts
+//! than the cap (or absurdly many fields) is parsed only up to that point and reported
+//! truncated (held as over the part limit, as the cap does).
+
+use std::collections::HashSet;
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
@@ -59,15 +67,124 @@ fn ids(v: &mail_parser::HeaderValue<'_>) -> Vec<String> {
     }
 }
 
+/// The declared boundary on a line holding a `boundary=` parameter (anywhere: a folded
+/// Content-Type puts it on a continuation line), quoted or not.
+fn declared_boundary(line: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"boundary=";
+    if !line.contains(&b'=') {
+        return None;
+    }
+    let at = line.windows(KEY.len()).position(|w| w.eq_ignore_ascii_case(KEY))? + KEY.len();
+    let rest = line.get(at..)?;
+    let value = match rest.strip_prefix(b"\"") {
+        Some(quoted) => &quoted[..quoted.iter().position(|&b| b == b'"').unwrap_or(quoted.len())],
+        None => {
+            &rest[..rest
+                .iter()
+                .position(|&b| b == b';' || b.is_ascii_whitespace())
+                .unwrap_or(rest.len())]
+        }
+    };
+    Some(value).filter(|v| !v.is_empty())
+}
+
+/// Header fields the parser may build in all (top-level, part and nested-message header
+/// sections): about 13 MB of mail-parser's memory. Postfix alone stops a header section at
+/// 100 KB (some 10,000 fields); two million cost 245 MB.
+const MAX_HEADER_FIELDS: usize = 100_000;
+
+/// How much of a message the parser may see.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// Part openings (delimiter lines of a declared boundary) and declared boundaries.
+    parts: usize,
+    /// Header fields.
+    fields: usize,
+}
+
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Where to cut `raw` so that the parser meets no more part openings (delimiter lines of
+/// any declared boundary, nested ones included), declared boundaries and header fields
+/// than the budget; `None` when the whole message is within. One pass, linear in the size
+/// of `raw`: a delimiter line is looked up once per distinct boundary length no longer
+/// than it. Header sections are where the parser expects them: at the start, after each
+/// opening delimiter, and at the start of a body declared message/rfc822.
+fn over_budget(raw: &[u8], budget: Budget) -> Option<usize> {
+    let mut boundaries: HashSet<&[u8]> = HashSet::new();
+    let mut lengths: Vec<usize> = Vec::new();
+    let mut openings = 0usize;
+    let mut fields = 0usize;
+    let (mut in_head, mut nested_message) = (true, false);
+    let mut start = 0;
+    for line in raw.split(|&b| b == b'\n') {
+        let at = start;
+        start += line.len() + 1;
+        if let Some(rest) = line.strip_prefix(b"--") {
+            let rest = rest.trim_ascii_end();
+            let delimiter = lengths
+                .iter()
+                .filter(|&&n| n <= rest.len())
+                .find(|&&n| boundaries.contains(&rest[..n]));
+            if let Some(&n) = delimiter {
+                let opening = !rest[n..].starts_with(b"--");
+                (in_head, nested_message) = (opening, false);
+                if opening {
+                    openings += 1;
+                    if openings > budget.parts {
+                        return Some(at);
+                    }
+                }
+                continue;
+            }
+        }
+        if in_head {
+            if line.trim_ascii().is_empty() {
+                (in_head, nested_message) = (nested_message, false);
+                continue;
+            }
+            if !line.first().is_some_and(u8::is_ascii_whitespace) {
+                fields += 1;
+                if fields > budget.fields {
+                    return Some(at);
+                }
+            }
+            nested_message |= contains_ignore_case(line, b"message/rfc822");
+        }
+        if let Some(b) = declared_boundary(line)
+            && boundaries.insert(b)
+        {
+            if boundaries.len() > budget.parts {
+                return Some(at);
+            }
+            if !lengths.contains(&b.len()) {
+                lengths.push(b.len());
+            }
+        }
+    }
+    None
+}
+
 /// Parses `raw`, descending into nested messages up to `max_depth`, handing at most
 /// `max_parts` leaves to `on_part` in order; parts beyond are reported through the
-/// returned `truncated` flag.
+/// returned `truncated` flag. A message with more than twice `max_parts` part openings, or
+/// more than `MAX_HEADER_FIELDS` header fields, is parsed only up to there (the parser's
+/// memory grows with every part and field it builds); twice, so that multipart containers
+/// do not count against the leaves.
 pub fn parse(
     raw: &[u8],
     max_depth: usize,
     max_parts: usize,
     on_part: &mut dyn FnMut(MimePart<'_>),
 ) -> (MimeMessage, bool) {
+    let budget = Budget {
+        parts: max_parts.saturating_mul(2),
+        fields: MAX_HEADER_FIELDS,
+    };
+    let cut = over_budget(raw, budget);
+    let raw = cut.map_or(raw, |at| &raw[..at]);
     let Some(msg) = MessageParser::default().parse(raw) else {
         return (
             MimeMessage {
@@ -104,6 +221,12 @@ pub fn parse(
         on_part,
     };
     collect(&msg, 0, &mut walk, &mut out);
+    if cut.is_some() {
+        // The prefix ends inside an open multipart: a missing closing delimiter there is
+        // our cut, not the sender's error.
+        out.encoding_problem = false;
+        truncated = true;
+    }
     (out, truncated)
 }
 
@@ -233,6 +356,67 @@ mod tests {
         }
         let raw = b"From: a@b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\ntext\r\n--x--\r\n";
         assert!(!parse(raw, 5, 10, &mut |_| {}).0.encoding_problem);
+    }
+
+    fn parts(n: usize) -> Budget {
+        Budget {
+            parts: n,
+            fields: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn header_fields_are_counted_in_every_header_section_and_nowhere_else() {
+        let raw = b"From: a@b\r\nContent-Type: multipart/mixed;\r\n boundary=B\r\n\r\nBody: not a field\r\n--B\r\nContent-Type: message/rfc822\r\n\r\nSubject: nested\r\nX: y\r\n\r\nText: not a field\r\n--B--\r\nEpilogue: no\r\n";
+        // From, Content-Type (folded: one field); Content-Type; Subject, X.
+        let within = |fields| over_budget(raw, Budget { parts: 10, fields });
+        assert_eq!(within(5), None);
+        assert!(within(4).is_some());
+        let mut many = b"From: a@b\r\n".to_vec();
+        for _ in 0..50 {
+            many.extend_from_slice(b"X-A: b\r\n");
+        }
+        many.extend_from_slice(b"\r\nbody\r\n");
+        let cut = over_budget(&many, Budget { parts: 10, fields: 20 }).unwrap();
+        assert_eq!(raw_lines(&many[..cut]), 20);
+    }
+
+    fn raw_lines(b: &[u8]) -> usize {
+        b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count()
+    }
+
+    fn many_parts(n: usize) -> Vec<u8> {
+        let mut raw =
+            b"From: a@b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n\tboundary=\"B\"\r\n\r\n".to_vec();
+        for _ in 0..n {
+            raw.extend_from_slice(b"--B\r\n\r\nx\r\n");
+        }
+        raw.extend_from_slice(b"--B--\r\n");
+        raw
+    }
+
+    #[test]
+    fn a_message_with_far_more_parts_than_the_cap_is_parsed_only_up_to_twice_the_cap_and_truncated() {
+        let raw = many_parts(1000);
+        let cut = over_budget(&raw, parts(20)).unwrap();
+        assert_eq!(raw[..cut].windows(3).filter(|w| w == b"--B").count(), 20);
+        let mut leaves = 0;
+        let (m, truncated) = parse(&raw, 5, 10, &mut |_| leaves += 1);
+        assert_eq!((leaves, truncated, m.encoding_problem), (10, true, false));
+        // Within twice the cap the whole message is parsed: the walk's own cap applies.
+        assert_eq!(over_budget(&many_parts(20), parts(20)), None);
+        let (_, truncated) = parse(&many_parts(10), 5, 10, &mut |_| {});
+        assert!(!truncated);
+    }
+
+    #[test]
+    fn the_part_budget_counts_nested_boundaries_and_not_closing_delimiters_or_other_lines() {
+        let raw = b"Content-Type: multipart/mixed; boundary=outer\r\n\r\n--outer\r\nContent-Type: multipart/alternative; boundary=\"in ner\"\r\n\r\n--in ner\r\n\r\na\r\n--in ner\r\n\r\nb\r\n--in ner--\r\n--outer\r\n\r\n-- not a delimiter\r\n--other\r\n--outer--\r\n";
+        // Four openings: outer twice, inner twice.
+        assert_eq!(over_budget(raw, parts(4)), None);
+        assert!(over_budget(raw, parts(3)).is_some());
+        assert_eq!(declared_boundary(b"\tBoundary=abc; charset=x"), Some(&b"abc"[..]));
+        assert_eq!(declared_boundary(b"boundary=\"\""), None);
     }
 
     #[test]

@@ -91,13 +91,31 @@ impl Avisd {
         wait_for_log(&what, &self.log, needle, before, Some(&mut self.proc));
     }
 
-    /// The JSON events written so far.
+    /// The JSON events written so far. avisd writes an event off the message path, a moment
+    /// after counting the message: this polls (up to PATIENCE, which bounds only a failure) until the file holds as many
+    /// events as the scoreboard counted, less those it counted as dropped.
     pub fn events(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.events)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        let read = || -> Vec<serde_json::Value> {
+            std::fs::read_to_string(&self.events)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        };
+        let counted = || {
+            agent_mib::Reader::new(&self.scoreboard).snapshot().ok().map_or(0, |s| {
+                s.counter(agent_mib::Counter::LogEntries)
+                    .saturating_sub(s.counter(agent_mib::Counter::EventsDropped))
+            })
+        };
+        let started = std::time::Instant::now();
+        loop {
+            let events = read();
+            if events.len() as u64 >= counted() || started.elapsed() > crate::PATIENCE {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// A snapshot of its scoreboard.

@@ -146,6 +146,17 @@ fn started_as_root_with_a_user_avisd_binds_then_serves_mail_as_that_user() {
     wait_for("avisd to become nobody", Duration::from_secs(10), || {
         (uids(avisd.proc.pid()) == [nobody; 4]).then_some(())
     });
+    // Every thread, the runtime's workers and the event writer included.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", avisd.proc.pid())).unwrap();
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            line.split_whitespace().skip(1).all(|u| u == "65534"),
+            "{:?}: {line}",
+            task.path()
+        );
+    }
     // A large message goes through the spool, which the user must be able to write.
     let r = send(
         avisd.port,

@@ -68,3 +68,66 @@ fn a_virus_beside_a_small_zip_bomb_is_still_scanned_and_blocked_as_infected_neve
     assert_eq!(snap.counter(Counter::ContentVirusMsgs), 1);
     assert_eq!(snap.counter(Counter::OpsVirusCheck), 1, "clamd was asked");
 }
+
+/// Kilobytes of the process's peak resident memory.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn two_million_empty_mime_parts_are_held_over_the_part_limit_without_the_memory_to_parse_them() {
+    let dir = TempDir::new("limits-parts");
+    let backend = FakeMta::start(Behaviour::default());
+    let port = free_tcp_port();
+    let cfg = config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", backend.port), 2, "");
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    let before = peak_rss_kib(avisd.proc.pid());
+    let parts = 2_000_000;
+    let mut body = String::from(
+        "From: sender@example.org\r\nSubject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n",
+    );
+    body.push_str(&"--B\r\n\r\nx\r\n".repeat(parts));
+    body.push_str("--B--\r\n");
+    assert!(body.len() > 20_000_000);
+    let r = send(avisd.port, false, "sender@example.org", &["user@example.com"], &body).unwrap();
+    assert!(r.final_replies[0].starts_with("250 "), "{:?}", r.final_replies);
+    let got = backend.received();
+    assert!(
+        got[0].data.contains("X-Amavis-Hold: Maximum number of files exceeded"),
+        "held over the part limit, as the 1500-part cap does"
+    );
+    let grown_mib = peak_rss_kib(avisd.proc.pid()).saturating_sub(before) / 1024;
+    eprintln!(
+        "peak RSS grew by {grown_mib} MiB for {} MB in {parts} parts",
+        body.len() / 1_000_000
+    );
+    // The body itself is spooled and mapped (about 20 MiB resident while parsed).
+    assert!(grown_mib < 80, "peak RSS grew by {grown_mib} MiB");
+}
+
+#[test]
+fn two_million_header_fields_are_held_over_the_limits_without_the_memory_to_parse_them() {
+    let dir = TempDir::new("limits-fields");
+    let backend = FakeMta::start(Behaviour::default());
+    let port = free_tcp_port();
+    let cfg = config_text(dir.path(), port, &format!("smtp:[127.0.0.1]:{}", backend.port), 2, "");
+    let avisd = Avisd::start(dir.path(), &cfg, port);
+    let before = peak_rss_kib(avisd.proc.pid());
+    let mut body = String::from("From: sender@example.org\r\nSubject: fields\r\n");
+    body.push_str(&"X-A: b\r\n".repeat(2_000_000));
+    body.push_str("\r\nbody\r\n");
+    let r = send(avisd.port, false, "sender@example.org", &["user@example.com"], &body).unwrap();
+    assert!(r.final_replies[0].starts_with("250 "), "{:?}", r.final_replies);
+    let events = wait_for("the event", Duration::from_secs(5), || {
+        Some(avisd.events()).filter(|e| !e.is_empty())
+    });
+    assert_eq!(events[0]["content_type"], "UncheckedOverLimits", "{}", events[0]);
+    let grown_mib = peak_rss_kib(avisd.proc.pid()).saturating_sub(before) / 1024;
+    eprintln!(
+        "peak RSS grew by {grown_mib} MiB for {} MB in header fields",
+        body.len() / 1_000_000
+    );
+    assert!(grown_mib < 80, "peak RSS grew by {grown_mib} MiB");
+}

@@ -16,15 +16,18 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Creates `dir` (and its missing parents) mode 0700, or tightens an existing one to
-/// 0700; refuses a symlink, so the directory cannot be swapped for one pointing elsewhere.
+/// 0700 when it may (a warning when it may not); refuses a symlink, so the directory cannot be swapped for one pointing elsewhere.
 pub fn private_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let meta = std::fs::symlink_metadata(dir)?;
     if !meta.is_dir() {
         return Err(io::Error::other(format!("{} is not a directory", dir.display())));
     }
-    if meta.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if meta.permissions().mode() & 0o077 != 0
+        && let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    {
+        // Not ours to change (another owner): say so, and go on with what the admin set.
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot make the directory private (0700)");
     }
     Ok(())
 }

@@ -199,7 +199,10 @@ pub fn record_message(slot: &WorkerSlot, summary: &MessageSummary, events: &sink
     for name in &summary.checks.virus_names {
         slot.board().count_virus(name);
     }
-    events.write(&event::build(summary));
+    let lost = events.write(&event::build(summary));
+    if lost > 0 {
+        slot.bump(Counter::EventsDropped, lost);
+    }
 }
 
 fn count_intake(slot: &WorkerSlot, s: &MessageSummary) {
