@@ -291,8 +291,10 @@ impl Daemon {
                 }
             }
         });
-        tracing::info!(max_servers = self.max_servers, scoreboard = %self.board.path().display(), "avisd ready");
-        self.signals().await;
+        self.signals(|| {
+            tracing::info!(max_servers = self.max_servers, scoreboard = %self.board.path().display(), "avisd ready");
+        })
+        .await;
         let _ = self.shutdown.send(true);
         tracing::info!("draining: finishing transactions in flight, accepting nothing new");
         let drain = self.runtime().config.drain_timeout;
@@ -308,7 +310,9 @@ impl Daemon {
         Ok(())
     }
 
-    async fn signals(&self) {
+    /// Installs the signal handlers, then calls `ready`: "ready" is said only once a
+    /// SIGTERM or SIGHUP would be handled, not kill the daemon.
+    async fn signals(&self, ready: impl FnOnce()) {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
@@ -318,6 +322,7 @@ impl Daemon {
             tracing::error!("cannot install signal handlers");
             return;
         };
+        ready();
         loop {
             tokio::select! {
                 _ = term.recv() => return,
