@@ -114,7 +114,7 @@ impl Avisd {
             if events.len() as u64 >= counted() || started.elapsed() > crate::PATIENCE {
                 return events;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
