@@ -64,6 +64,8 @@ pub struct Ports {
     pub state_dir: String,
     /// avisd's `events` sink.
     pub events: String,
+    /// Whom avisd runs as: a `user` to drop root to in production; the tests run as root.
+    pub run_as: String,
 }
 
 impl Ports {
@@ -77,6 +79,7 @@ impl Ports {
             max_servers: 8,
             state_dir: "/var/lib/avis".to_string(),
             events: "syslog".to_string(),
+            run_as: "user = \"avis\"                      # bind as root, then run as avis".to_string(),
         }
     }
 
@@ -89,6 +92,7 @@ impl Ports {
             .replace("{MAX_SERVERS}", &self.max_servers.to_string())
             .replace("{STATE_DIR}", &self.state_dir)
             .replace("{EVENTS}", &self.events)
+            .replace("{RUN_AS}", &self.run_as)
     }
 }
 
@@ -171,6 +175,7 @@ impl Topology {
             max_servers,
             state_dir: dir.join("state").display().to_string(),
             events: format!("file:{}", dir.join("events.jsonl").display()),
+            run_as: "allow_root = true                  # the tests run as root".to_string(),
         };
         let avisd_text = format!("{}{extra_policy}\n", ports.render(AVISD_TOML));
         let avisd = Avisd::start(dir.path(), &avisd_text, ports.avisd);
