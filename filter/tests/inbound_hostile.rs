@@ -94,6 +94,18 @@ fn xforward_values_carrying_encoded_cr_lf_or_nul_are_masked_as_postfix_smtpd_doe
 }
 
 #[test]
+fn an_xtext_escape_is_a_plus_and_exactly_two_hex_digits_even_at_the_end_of_a_value() {
+    // Rust's radix parser took `+b` (after a `+`) as the number +11, which became a control
+    // character (masked to `?`): the sender's literal `++b` was lost.
+    let script = format!("EHLO mx\r\nXFORWARD NAME=mx+41 HELO=a++b\r\n{ENVELOPE}x\r\n.\r\n");
+    let (replies, txs) = run(script.as_bytes(), 4096);
+    assert_eq!(codes(&replies)[..2], ["250", "250"], "{replies:?}");
+    let xf = &txs[0].envelope.xforward;
+    assert_eq!(xf.name.as_deref(), Some("mxA"));
+    assert_eq!(xf.helo.as_deref(), Some("a++b"));
+}
+
+#[test]
 fn an_xforward_value_longer_than_postfix_allows_is_refused_with_501() {
     let script = format!("EHLO mx\r\nXFORWARD HELO={}\r\n", "a".repeat(256));
     let (replies, _) = run(script.as_bytes(), 4096);
