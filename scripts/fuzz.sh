@@ -27,6 +27,7 @@ done
 if ! command -v c++ >/dev/null 2>&1; then
   echo "installing: g++"
   sudo_=(); [ "$(id -u)" = 0 ] || sudo_=(sudo)
+  "${sudo_[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_[@]}" apt-get install -y -qq --no-install-recommends g++ >/dev/null
 fi
 
@@ -58,7 +59,7 @@ for t in "${targets[@]}"; do
   if [ -e "${regressions[0]}" ]; then
     if ! "$bindir/$t" "${regressions[@]}" >"$scratch/$t.replay.log" 2>&1; then
       echo "$t: a regression input fails again:" >&2
-      tail -n 30 "$scratch/$t.replay.log" >&2
+      grep -E -A1 "^Running: |panicked at" "$scratch/$t.replay.log" >&2 || tail -n 30 "$scratch/$t.replay.log" >&2
       found+=("$t (regression)")
     fi
   fi
