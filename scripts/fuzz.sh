@@ -45,7 +45,11 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 --cfg fuzzing"
 bins=()
 for t in "${targets[@]}"; do bins+=(--bin "$t"); done
-(cd fuzz && cargo build --locked --quiet --target "$host" "${bins[@]}")
+# The root lock file, so every dependency shared with the workspace resolves to the version
+# the workspace uses (only libfuzzer-sys and its few own are added); made afresh each run,
+# so a dependency added to a library crate never leaves fuzz/ with a stale lock.
+cp Cargo.lock fuzz/Cargo.lock
+(cd fuzz && cargo build --quiet --target "$host" "${bins[@]}")
 bindir="$CARGO_TARGET_DIR/$host/debug"
 
 # Spool and scoreboard files of the targets go here, and go away at the end.
