@@ -4,18 +4,7 @@
 //! for amavisMta); avisd never talks SNMP. This file wires the pieces: flags and the
 //! config file → [`config::Config`]; bind sockets; drop root; start the front ends.
 
-mod access;
-mod agentx;
-mod config;
-mod engine;
-mod logging;
-mod mta;
-mod pdu;
-mod privs;
-mod source;
-mod udp;
-mod usm;
-mod view;
+use snmp_agent::{agentx, config, engine, logging, mta, privs, source, udp, usm, view};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -23,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use clap::Parser;
 
-use crate::config::{Config, QueueSource, RawConfig};
+use snmp_agent::config::{Config, QueueSource, RawConfig};
 
 /// Command line; every flag overrides the config file's key of the same meaning.
 #[derive(Debug, Parser)]

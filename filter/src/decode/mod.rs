@@ -275,6 +275,21 @@ pub fn decode(raw: &[u8], limits: Limits) -> Decoded {
     w.out
 }
 
+/// Expands `content` as a container of short type `kind` (`zip`, `gz`, `bz2`, `xz`, `tar`,
+/// `7z`) as if it were a message's only part, whatever its bytes look like, through the
+/// same walker, readers and limits as [`decode`]: the fuzz targets' way into each archive
+/// reader (`fuzz/`), since random bytes rarely carry the right magic.
+pub fn decode_container(kind: &str, content: &[u8], limits: Limits) -> Decoded {
+    let mut w = Walker {
+        limits,
+        started: Instant::now(),
+        used: content.len() as u64,
+        out: Decoded::default(),
+    };
+    archive::expand(&mut w, "p001", kind, content, 1);
+    w.out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -279,6 +279,18 @@ impl Conn {
     }
 }
 
+/// Answers one frame from the master as a registered session does (no ping outstanding):
+/// the fuzz target's entry (`fuzz/`), after [`codec::decode`], to what a request makes us do.
+pub fn answer_frame(h: &Header, pdu: Pdu, source: &Source, view: &MibView) -> Result<Option<Vec<u8>>, SessionError> {
+    let conn = Conn {
+        stream: Box::new(tokio::io::empty()),
+        buf: Vec::new(),
+        session_id: h.session_id,
+        packet_id: 0,
+    };
+    conn.answer(h, pdu, source, view, &mut None)
+}
+
 fn get(view: &MibView, f: &Frame, name: &[u32]) -> Data {
     match view.get(f, name) {
         Answer::Value(v) => Data::Value(v),
