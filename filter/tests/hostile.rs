@@ -88,3 +88,18 @@ fn a_zip_holding_an_executable_and_an_encrypted_member_is_typed_and_flagged() {
     assert_eq!(inner.short_type, "exe-ms");
     assert_eq!(inner.depth, 1);
 }
+
+/// Every message the fuzzer once crashed the decoder with (`fuzz/regressions/mime`) decodes
+/// without a panic in the debug build the tests and the end-to-end suite run: mail-parser's
+/// `debug_assert!(false)` on a damaged multipart is off there, as in release.
+#[test]
+fn every_past_mime_fuzz_finding_decodes_without_a_panic_in_a_debug_build() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/mime");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz/regressions/mime") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("read");
+        let _ = decode(&data, Limits::for_size(data.len() as u64));
+        seen += 1;
+    }
+    assert!(seen > 0, "no finding under {}", dir.display());
+}
