@@ -16,11 +16,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 
 use crate::config::{Config, ListenAddress, Policy};
 use crate::forward::Forwarder;
+use crate::message::spool::SpoolConfig;
 use crate::message::{Ids, Reply};
 use crate::pipeline::{self, Context, TxMeta};
 use crate::receive::conn::{self, ConnSettings, Handler};
 use crate::receive::session::{Limits, Refused, Transaction};
-use crate::receive::spool::SpoolConfig;
 use crate::record::Peer;
 use crate::record::sink::EventLog;
 use crate::replies;

@@ -88,9 +88,9 @@ pub fn prepare(config: &Config, target: Option<&Target>) -> Result<(), PrivError
         move |e| PrivError::Path(p, e)
     };
     std::fs::create_dir_all(&config.state_dir).map_err(path_err(&config.state_dir))?;
-    filter::receive::spool::private_dir(&spool).map_err(path_err(&spool))?;
-    filter::receive::spool::private_dir(&config.quarantine_dir).map_err(path_err(&config.quarantine_dir))?;
-    let left = filter::receive::spool::clean_leftovers(&spool).map_err(path_err(&spool))?;
+    filter::message::spool::private_dir(&spool).map_err(path_err(&spool))?;
+    filter::message::spool::private_dir(&config.quarantine_dir).map_err(path_err(&config.quarantine_dir))?;
+    let left = filter::message::spool::clean_leftovers(&spool).map_err(path_err(&spool))?;
     if left.removed > 0 || left.kept > 0 {
         tracing::warn!(
             removed = left.removed,

@@ -12,8 +12,8 @@ use crate::act;
 use crate::decide::{RecipientPolicy, Verdict};
 use crate::forward::client::ClientError;
 use crate::forward::{ConnUse, Outgoing};
+use crate::message::spool::{Spool, SpoolConfig};
 use crate::message::{Envelope, Recipient, Reply};
-use crate::receive::spool::{Spool, SpoolConfig};
 use crate::record::{Delivery, DeliveryKind, RecipientResult};
 use crate::replies;
 

@@ -294,7 +294,7 @@ fn quarantine(
     ctx: &Context,
     slot: &WorkerSlot,
     envelope: &crate::message::Envelope,
-    spool: &crate::receive::spool::Spool,
+    spool: &crate::message::spool::Spool,
     ids: &Ids,
     verdicts: &[Verdict],
     deliveries: &mut Vec<record::Delivery>,
@@ -349,7 +349,7 @@ fn quarantine(
 
 fn message<'a>(
     envelope: &'a crate::message::Envelope,
-    spool: &'a crate::receive::spool::Spool,
+    spool: &'a crate::message::spool::Spool,
     meta: &'a TxMeta,
     policies: &'a [RecipientPolicy],
     verdicts: &'a [Verdict],

@@ -11,8 +11,7 @@ use std::time::Duration;
 use agent_mib::families::{self, ContentCategory, Direction, Status};
 use agent_mib::{Counter, Outcome, Stage, WorkerSlot};
 
-use crate::forward::ConnUse;
-use crate::message::{Envelope, Ids, Reply};
+use crate::message::{ConnUse, Envelope, HeaderFacts, Ids, Quarantined, Reply};
 
 /// What happened to one recipient.
 #[derive(Debug, Clone)]
@@ -105,7 +104,7 @@ pub struct CheckSummary {
     /// Declared names of the top-level parts.
     pub file_names: Vec<String>,
     /// To, Cc, Sender, references, user agent.
-    pub headers: crate::decode::HeaderFacts,
+    pub headers: HeaderFacts,
     /// Decoding time.
     pub decoding: Option<Duration>,
     /// Virus scanning time.
@@ -142,7 +141,7 @@ pub struct MessageSummary {
     /// What the checks found.
     pub checks: CheckSummary,
     /// Quarantine copies written.
-    pub quarantined: Vec<crate::act::quarantine::Quarantined>,
+    pub quarantined: Vec<Quarantined>,
     /// Quarantine copies that could not be written (the message was tempfailed).
     pub quarantine_failures: usize,
     /// Forwarding transactions.

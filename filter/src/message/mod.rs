@@ -1,8 +1,16 @@
 //! The shared types of a message's life in avisd: the envelope as received (with its
-//! DSN and XFORWARD parameters), replies, and ids. No I/O here.
+//! DSN and XFORWARD parameters), replies, and ids, and the spooled body ([`spool`]).
+//! Every stage depends downwards on this module, and it on none of them. No I/O here,
+//! except the spool's own files.
+
+mod outcome;
+pub mod spool;
+
+pub use outcome::{ConnUse, HeaderFacts, Quarantined};
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// An SMTP reply: code, optional enhanced status code, text (one line; multi-line text
@@ -67,6 +75,11 @@ impl Reply {
 
 /// RFC 5321 4.5.3.1.5: a reply line is at most 512 octets including the code and CRLF.
 pub const MAX_REPLY_LINE: usize = 512;
+
+/// Replaces each ASCII control character (CR, LF, NUL, DEL...) with '?'.
+pub fn mask_controls(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_control() { '?' } else { c }).collect()
+}
 
 /// Escapes control characters as amavisd sanitises its log text: CR, LF and TAB as `\r`,
 /// `\n`, `\t`, any other C0 control and DEL as `\xHH`. (Unlike the log, a backslash
@@ -306,4 +319,19 @@ pub fn random_mail_id() -> String {
         bits >>= 6;
     }
     out
+}
+
+/// Where per-message JSON events go: read by `config`, opened by `record`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventSink {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file, appended to and reopened on SIGHUP.
+    File(PathBuf),
+    /// The local syslog (facility mail, ident avisd).
+    Syslog,
+    /// Nowhere.
+    None,
 }
