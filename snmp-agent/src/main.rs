@@ -7,6 +7,7 @@
 mod access;
 mod agentx;
 mod config;
+mod datagram;
 mod engine;
 mod logging;
 mod mta;
