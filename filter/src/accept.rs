@@ -16,8 +16,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 
 use crate::config::{ListenAddress, Listener};
+use crate::message::Peer;
 use crate::message::Reply;
-use crate::record::Peer;
 
 /// How long a client beyond `max_servers` waits for a worker before it hears 421.
 const BUSY_GRACE: Duration = Duration::from_secs(1);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent_mib::{Outcome, Scoreboard, WorkerSlot, WorkerState};
 use tokio::sync::watch;
@@ -15,11 +15,10 @@ use crate::accept::{self, BindError, Serve, Stream, Workers};
 use crate::config::{Config, Policy};
 use crate::forward::Forwarder;
 use crate::message::spool::SpoolConfig;
-use crate::message::{Ids, Reply};
-use crate::pipeline::{self, Context, TxMeta};
+use crate::message::{Peer, Reply, TxMeta};
+use crate::pipeline::{self, Context};
 use crate::receive::conn::{self, ConnSettings, Handler};
 use crate::receive::session::{Limits, Refused, Transaction};
-use crate::record::Peer;
 use crate::record::sink::EventLog;
 use crate::replies;
 
@@ -88,36 +87,17 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
+/// Hands each transaction a session completes to the pipeline.
 struct PipelineHandler {
     ctx: Context,
-    peer: Peer,
 }
 
 impl Handler for PipelineHandler {
-    fn refused(&self, slot: &WorkerSlot, refused: Refused, ids: Ids, mail_at: Instant, mail_ms: u64) -> Outcome {
-        let meta = TxMeta {
-            ids,
-            received_at_ms: mail_ms,
-            mail_at,
-            peer: self.peer.clone(),
-        };
+    fn refused(&self, slot: &WorkerSlot, refused: Refused, meta: TxMeta) -> Outcome {
         pipeline::refused(&self.ctx, slot, refused, meta)
     }
 
-    async fn handle(
-        &self,
-        slot: &WorkerSlot,
-        tx: Transaction,
-        ids: Ids,
-        mail_at: Instant,
-        mail_ms: u64,
-    ) -> (Vec<Reply>, Outcome) {
-        let meta = TxMeta {
-            ids,
-            received_at_ms: mail_ms,
-            mail_at,
-            peer: self.peer.clone(),
-        };
+    async fn handle(&self, slot: &WorkerSlot, tx: Transaction, meta: TxMeta) -> (Vec<Reply>, Outcome) {
         pipeline::process(&self.ctx, slot, tx, meta).await
     }
 }
@@ -294,6 +274,7 @@ impl Serve for Daemon {
             return;
         };
         let settings = ConnSettings {
+            peer,
             limits: Limits {
                 hostname: rt.config.hostname.clone(),
                 max_message_size: policy.message_size_limit,
@@ -316,7 +297,7 @@ impl Serve for Daemon {
             hostname: rt.config.hostname.clone(),
             quarantine_dir: rt.config.quarantine_dir.clone(),
         };
-        let handler = PipelineHandler { ctx, peer };
+        let handler = PipelineHandler { ctx };
         let stop = self.shutdown.subscribe();
         let ending = match stream {
             Stream::Tcp(s) => conn::serve(s, &settings, slot, conn_number, &handler, stop).await,

@@ -10,8 +10,10 @@ pub use outcome::{ConnUse, HeaderFacts, Quarantined};
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// An SMTP reply: code, optional enhanced status code, text (one line; multi-line text
 /// is kept with `\n` between lines and written out as continuation lines).
@@ -319,6 +321,31 @@ pub fn random_mail_id() -> String {
         bits >>= 6;
     }
     out
+}
+
+/// Facts about a transaction that the protocol layer knows, handed with it to the
+/// pipeline (and to the ledger when the protocol layer refused it).
+#[derive(Debug, Clone)]
+pub struct TxMeta {
+    /// Ids.
+    pub ids: Ids,
+    /// Unix ms of MAIL FROM.
+    pub received_at_ms: u64,
+    /// When MAIL FROM came.
+    pub mail_at: Instant,
+    /// The connection.
+    pub peer: Peer,
+}
+
+/// Where the connection came from.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    /// The MTA's address (`src_ip`).
+    pub src_ip: Option<IpAddr>,
+    /// Our socket address (`dst_ip`).
+    pub dst_ip: Option<IpAddr>,
+    /// Our port (`dst_port`).
+    pub dst_port: Option<u16>,
 }
 
 /// Where per-message JSON events go: read by `config`, opened by `record`.

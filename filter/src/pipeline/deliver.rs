@@ -24,7 +24,7 @@ pub(super) struct Msg<'a> {
     /// The body.
     pub spool: &'a Spool,
     /// Ids and connection facts.
-    pub meta: &'a super::TxMeta,
+    pub meta: &'a crate::message::TxMeta,
     /// Per recipient settings.
     pub policies: &'a [RecipientPolicy],
     /// Per recipient verdicts (empty when the checks failed).

@@ -20,10 +20,10 @@ use crate::check::{SpamOutcome, VirusOutcome};
 use crate::config::Policy;
 use crate::decide::{self, RecipientPolicy, Verdict};
 use crate::forward::Forwarder;
-use crate::message::{Ids, Reply};
+use crate::message::{Ids, Reply, TxMeta};
 use crate::receive::session::{Refused, Transaction};
 use crate::record::sink::EventLog;
-use crate::record::{self, CheckSummary, MessageSummary, Peer, RecipientResult};
+use crate::record::{self, CheckSummary, MessageSummary, RecipientResult};
 use crate::replies;
 
 /// What a connection needs to process its messages.
@@ -39,19 +39,6 @@ pub struct Context {
     pub hostname: String,
     /// Where quarantine copies go.
     pub quarantine_dir: std::path::PathBuf,
-}
-
-/// Facts about a transaction that the protocol layer knows.
-#[derive(Debug, Clone)]
-pub struct TxMeta {
-    /// Ids.
-    pub ids: Ids,
-    /// Unix ms of MAIL FROM.
-    pub received_at_ms: u64,
-    /// When MAIL FROM came.
-    pub mail_at: Instant,
-    /// The connection.
-    pub peer: Peer,
 }
 
 /// Processes one transaction and returns the replies for the client (one for ESMTP,

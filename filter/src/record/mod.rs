@@ -5,13 +5,12 @@
 pub mod event;
 pub mod sink;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use agent_mib::families::{self, ContentCategory, Direction, Status};
 use agent_mib::{Counter, Outcome, Stage, WorkerSlot};
 
-use crate::message::{ConnUse, Envelope, HeaderFacts, Ids, Quarantined, Reply};
+use crate::message::{ConnUse, Envelope, HeaderFacts, Ids, Peer, Quarantined, Reply};
 
 /// What happened to one recipient.
 #[derive(Debug, Clone)]
@@ -73,17 +72,6 @@ pub enum DeliveryKind {
     Dsn,
     /// A quarantine copy.
     Quarantine,
-}
-
-/// Where the connection came from.
-#[derive(Debug, Clone, Default)]
-pub struct Peer {
-    /// The MTA's address (`src_ip`).
-    pub src_ip: Option<IpAddr>,
-    /// Our socket address (`dst_ip`).
-    pub dst_ip: Option<IpAddr>,
-    /// Our port (`dst_port`).
-    pub dst_port: Option<u16>,
 }
 
 /// What the checks found, for the event.
