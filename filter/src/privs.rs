@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Group, Uid, User, chown, setgid, setgroups, setuid};
 
-use filter::config::{Config, EventSink, ListenAddress};
+use filter::config::{Config, ListenAddress};
+use filter::message::EventSink;
 
 /// Why avisd will not run with these privileges.
 #[derive(Debug, thiserror::Error)]

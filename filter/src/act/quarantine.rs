@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 
 use agent_mib::ContentCategory;
 
-pub use crate::message::Quarantined;
 use crate::message::spool::{Spool, create_private, private_dir};
-use crate::message::{Envelope, Ids};
+use crate::message::{Envelope, Ids, Quarantined};
 
 /// The file name prefix amavisd uses for a category, and whether it is gzipped.
 pub fn naming(category: ContentCategory) -> (&'static str, bool) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use crate::message::EventSink;
+use crate::message::EventSink;
 use target::Target;
 
 pub mod checks;

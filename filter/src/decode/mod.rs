@@ -11,7 +11,7 @@ pub mod types;
 
 use std::time::{Duration, Instant};
 
-pub use crate::message::HeaderFacts;
+use crate::message::HeaderFacts;
 use crate::mime;
 
 /// Decoding limits (amavisd's `$MAXLEVELS`, `$MAXFILES`, expansion quota).

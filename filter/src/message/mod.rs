@@ -6,7 +6,7 @@
 mod outcome;
 pub mod spool;
 
-pub use outcome::{ConnUse, HeaderFacts, Quarantined};
+pub use outcome::{ConnUse, Delivery, DeliveryKind, HeaderFacts, Quarantined, RecipientResult};
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};

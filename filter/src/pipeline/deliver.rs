@@ -10,11 +10,10 @@ use agent_mib::{ScanResult, Scanner, Status, WorkerSlot};
 use super::Context;
 use crate::act;
 use crate::decide::{RecipientPolicy, Verdict};
+use crate::forward::Outgoing;
 use crate::forward::client::ClientError;
-use crate::forward::{ConnUse, Outgoing};
 use crate::message::spool::{Spool, SpoolConfig};
-use crate::message::{Envelope, Recipient, Reply};
-use crate::record::{Delivery, DeliveryKind, RecipientResult};
+use crate::message::{ConnUse, Delivery, DeliveryKind, Envelope, Recipient, RecipientResult, Reply};
 use crate::replies;
 
 /// The message being delivered, with its recipients' settings and verdicts.

@@ -14,16 +14,16 @@ use std::time::Instant;
 
 use agent_mib::{Outcome, Status, WorkerSlot, WorkerState};
 
-use crate::act::quarantine::{Quarantined, store as quarantine_store};
+use crate::act::quarantine::store as quarantine_store;
 use crate::check::run::{self, CheckRun};
 use crate::check::{SpamOutcome, VirusOutcome};
 use crate::config::Policy;
 use crate::decide::{self, RecipientPolicy, Verdict};
 use crate::forward::Forwarder;
-use crate::message::{Ids, Reply, TxMeta};
+use crate::message::{ConnUse, Delivery, DeliveryKind, Ids, Quarantined, RecipientResult, Reply, TxMeta};
 use crate::receive::session::{Refused, Transaction};
 use crate::record::sink::EventLog;
-use crate::record::{self, CheckSummary, MessageSummary, RecipientResult};
+use crate::record::{self, CheckSummary, MessageSummary};
 use crate::replies;
 
 /// What a connection needs to process its messages.
@@ -284,7 +284,7 @@ fn quarantine(
     spool: &crate::message::spool::Spool,
     ids: &Ids,
     verdicts: &[Verdict],
-    deliveries: &mut Vec<record::Delivery>,
+    deliveries: &mut Vec<Delivery>,
 ) -> (Vec<Quarantined>, usize) {
     let keep = &ctx.policy.checks.quarantine;
     let mut wanted: Vec<agent_mib::ContentCategory> = Vec::new();
@@ -322,10 +322,10 @@ fn quarantine(
                 (None, 0)
             }
         };
-        deliveries.push(record::Delivery {
+        deliveries.push(Delivery {
             protocol: "Local",
-            kind: record::DeliveryKind::Quarantine,
-            conn: crate::forward::ConnUse::None,
+            kind: DeliveryKind::Quarantine,
+            conn: ConnUse::None,
             reuse_failed: false,
             replies,
             size,

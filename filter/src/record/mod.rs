@@ -10,69 +10,9 @@ use std::time::Duration;
 use agent_mib::families::{self, ContentCategory, Direction, Status};
 use agent_mib::{Counter, Outcome, Stage, WorkerSlot};
 
-use crate::message::{ConnUse, Envelope, HeaderFacts, Ids, Peer, Quarantined, Reply};
-
-/// What happened to one recipient.
-#[derive(Debug, Clone)]
-pub struct RecipientResult {
-    /// Envelope address.
-    pub address: String,
-    /// DSN ORCPT, if given.
-    pub orcpt: Option<String>,
-    /// Local per the policy's local domains.
-    pub local: bool,
-    /// Final status.
-    pub status: Status,
-    /// avisd's internal status line for this recipient (logged as smtp_response).
-    pub response: Reply,
-    /// Queue id parsed from the back end's reply.
-    pub queued_as: Option<String>,
-    /// The category that blocked it (display name), if one did.
-    pub blocking: Option<String>,
-    /// Its spam score, when it was scored for it.
-    pub spam_score: Option<f64>,
-}
-
-impl RecipientResult {
-    /// amavisd's per-recipient action word.
-    pub fn action(&self) -> &'static str {
-        match self.status {
-            Status::TempFailed => "TEMPFAIL",
-            Status::Bounced | Status::NoBounce => "BOUNCE",
-            Status::Rejected => "REJECT",
-            Status::Discarded => "DISCARD",
-            Status::Accepted | Status::RelayedTagged | Status::RelayedUntagged => "PASS",
-        }
-    }
-}
-
-/// One forwarding transaction (the message itself or a generated one).
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// `SMTP`, `LMTP`, `Pipe` or `Local`.
-    pub protocol: &'static str,
-    /// What was handed on.
-    pub kind: DeliveryKind,
-    /// How the connection was obtained.
-    pub conn: ConnUse,
-    /// A cached connection failed before a new one was used.
-    pub reuse_failed: bool,
-    /// The transaction's replies (None: it failed as a whole).
-    pub replies: Option<Vec<Reply>>,
-    /// Bytes sent.
-    pub size: u64,
-}
-
-/// What a delivery carried (amavisd's relayed vs. submitted mail).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryKind {
-    /// The message itself, forwarded.
-    Relay,
-    /// A DSN avisd generated.
-    Dsn,
-    /// A quarantine copy.
-    Quarantine,
-}
+use crate::message::{
+    ConnUse, Delivery, DeliveryKind, Envelope, HeaderFacts, Ids, Peer, Quarantined, RecipientResult, Reply,
+};
 
 /// What the checks found, for the event.
 #[derive(Debug, Clone, Default)]
