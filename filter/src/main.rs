@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use filter::accept::{Daemon, StartError};
 use filter::config::{Config, DEFAULT_TOML};
+use filter::daemon::{Daemon, StartError};
 
 /// avisd: a mail content filter between two MTAs, watched through the AMAVIS-MIB.
 ///

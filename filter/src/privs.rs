@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Group, Uid, User, chown, setgid, setgroups, setuid};
 
-use filter::config::{Config, EventSink, ListenAddress};
+use filter::config::{Config, ListenAddress};
+use filter::message::EventSink;
 
 /// Why avisd will not run with these privileges.
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +89,9 @@ pub fn prepare(config: &Config, target: Option<&Target>) -> Result<(), PrivError
         move |e| PrivError::Path(p, e)
     };
     std::fs::create_dir_all(&config.state_dir).map_err(path_err(&config.state_dir))?;
-    filter::receive::spool::private_dir(&spool).map_err(path_err(&spool))?;
-    filter::receive::spool::private_dir(&config.quarantine_dir).map_err(path_err(&config.quarantine_dir))?;
-    let left = filter::receive::spool::clean_leftovers(&spool).map_err(path_err(&spool))?;
+    filter::message::spool::private_dir(&spool).map_err(path_err(&spool))?;
+    filter::message::spool::private_dir(&config.quarantine_dir).map_err(path_err(&config.quarantine_dir))?;
+    let left = filter::message::spool::clean_leftovers(&spool).map_err(path_err(&spool))?;
     if left.removed > 0 || left.kept > 0 {
         tracing::warn!(
             removed = left.removed,

@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent_mib::{Outcome, Reader, Scoreboard, WorkerSlot, WorkerState, WriterInfo};
-use filter::message::{Ids, Reply};
+use filter::message::{Peer, Reply, TxMeta};
 use filter::receive::conn::{ConnSettings, Ending, Handler, serve};
 use filter::receive::session::{Limits, Refused, Transaction};
 use filter::receive::spool::SpoolConfig;
@@ -19,12 +19,12 @@ use tokio::sync::watch;
 struct Accepting;
 
 impl Handler for Accepting {
-    fn refused(&self, slot: &WorkerSlot, _: Refused, _: Ids, _: Instant, _: u64) -> Outcome {
+    fn refused(&self, slot: &WorkerSlot, _: Refused, _: TxMeta) -> Outcome {
         slot.set_state(WorkerState::Done);
         Outcome::Rejected
     }
 
-    async fn handle(&self, slot: &WorkerSlot, _: Transaction, _: Ids, _: Instant, _: u64) -> (Vec<Reply>, Outcome) {
+    async fn handle(&self, slot: &WorkerSlot, _: Transaction, _: TxMeta) -> (Vec<Reply>, Outcome) {
         slot.set_state(WorkerState::Done);
         (vec![Reply::new(250, (2, 0, 0), "Ok")], Outcome::Relayed)
     }
@@ -47,6 +47,7 @@ fn scoreboard(name: &str) -> (Arc<Scoreboard>, PathBuf) {
 
 fn settings(max_size: u64, idle: u64, data: u64, phase_limit: u64) -> ConnSettings {
     ConnSettings {
+        peer: Peer::default(),
         limits: Limits {
             hostname: "mx.test".into(),
             max_message_size: max_size,

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod agentx;
 pub mod config;
+pub mod datagram;
 pub mod engine;
 pub mod logging;
 pub mod mta;

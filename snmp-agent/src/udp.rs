@@ -7,45 +7,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rasn::types::{Any, Integer};
 use rasn_snmp::v2::Pdus;
 use rasn_snmp::v2c::Message;
 use tokio::net::UdpSocket;
 
+pub use crate::datagram::{MAX_DATAGRAM, Stats};
+
 use crate::access::{self, Access, Community};
 use crate::pdu::{self, Outcome, Version};
 use crate::source::Source;
 use crate::usm::Usm;
 use crate::view::MibView;
-
-/// Largest UDP payload we send (and receive).
-pub const MAX_DATAGRAM: usize = 65507;
-
-/// The SNMP group counters of RFC 3418 that matter here, and USM's (RFC 3414).
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Datagrams received.
-    pub in_pkts: AtomicU64,
-    /// Unknown message version.
-    pub bad_versions: AtomicU64,
-    /// Unknown community.
-    pub bad_community_names: AtomicU64,
-    /// Known community from a source it is not allowed from.
-    pub bad_community_uses: AtomicU64,
-    /// Not decodable.
-    pub asn_parse_errs: AtomicU64,
-    /// Requests dropped for another reason (a response we could not encode).
-    pub silent_drops: AtomicU64,
-}
-
-impl Stats {
-    /// Adds one to `c`.
-    pub fn bump(c: &AtomicU64) -> u64 {
-        c.fetch_add(1, Ordering::Relaxed) + 1
-    }
-}
 
 /// Everything a request needs.
 #[derive(Debug)]
@@ -72,7 +46,14 @@ impl Agent {
             Ok(head) => self.community_message(head, src),
             Err(_) => match rasn::ber::decode::<rasn_snmp::v3::Message>(datagram) {
                 Ok(msg) if msg.version == Integer::from(3) => match &self.usm {
-                    Some(usm) => usm.handle(self, msg, datagram),
+                    Some(usm) => usm.handle(
+                        &self.stats,
+                        &self.view,
+                        &self.source,
+                        self.max_message_size,
+                        msg,
+                        datagram,
+                    ),
                     None => {
                         Stats::bump(&self.stats.bad_versions);
                         None
@@ -162,6 +143,7 @@ pub async fn serve(socket: UdpSocket, agent: Arc<Agent>) {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
 
     use proptest::prelude::*;
 

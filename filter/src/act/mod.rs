@@ -6,8 +6,8 @@ pub mod quarantine;
 
 use std::fmt::Write as _;
 
+use crate::message::spool::Spool;
 use crate::message::{Envelope, Ids, Recipient, Reply, escape_controls, xtext_encode};
-use crate::receive::spool::Spool;
 
 /// RFC 5322 date-time in UTC, e.g. `Sun, 29 Nov 2026 05:30:00 +0000`.
 pub fn rfc5322_date(ms: u64) -> String {
@@ -34,7 +34,7 @@ pub fn rfc5322_date(ms: u64) -> String {
 /// Every value is masked (control characters become '?') whatever receive let through:
 /// a CR or LF from a peer here would start a header field of the peer's choosing.
 pub fn received_header(envelope: &Envelope, ids: &Ids, host: &str, port: Option<u16>, ms: u64) -> Vec<u8> {
-    use crate::receive::session::mask_controls as safe;
+    use crate::message::mask_controls as safe;
     let from = envelope
         .xforward
         .helo
@@ -239,7 +239,7 @@ mod tests {
 
     fn spool_of(text: &str) -> Spool {
         let mut s = Spool::new(
-            crate::receive::spool::SpoolConfig {
+            crate::message::spool::SpoolConfig {
                 dir: std::env::temp_dir(),
                 memory_threshold: 1 << 20,
             },

@@ -12,21 +12,8 @@ use std::path::{Path, PathBuf};
 
 use agent_mib::ContentCategory;
 
-use crate::message::{Envelope, Ids};
-use crate::receive::spool::{Spool, create_private, private_dir};
-
-/// One quarantined copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quarantined {
-    /// The category it was kept for.
-    pub category: ContentCategory,
-    /// Its path relative to the quarantine directory (`V/virus-V0Ab…`).
-    pub relative: String,
-    /// amavisd's quarantine type: `F` file, `Z` gzipped file.
-    pub quar_type: &'static str,
-    /// Bytes written (before compression).
-    pub size: u64,
-}
+use crate::message::spool::{Spool, create_private, private_dir};
+use crate::message::{Envelope, Ids, Quarantined};
 
 /// The file name prefix amavisd uses for a category, and whether it is gzipped.
 pub fn naming(category: ContentCategory) -> (&'static str, bool) {
@@ -118,8 +105,8 @@ fn copy(from: &mut impl Read, to: &mut impl Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::spool::SpoolConfig;
     use crate::message::{Body, Recipient, XForward};
-    use crate::receive::spool::SpoolConfig;
     use std::fs::File;
 
     #[test]

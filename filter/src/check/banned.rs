@@ -2,22 +2,8 @@
 //! part, inside archives too (amavisd's `%banned_rules`). Allow rules are tried first
 //! on each part, so one can exempt `*.exe` inside a given archive, for example.
 
-use regex::Regex;
-
+use crate::config::checks::BannedRules;
 use crate::decode::Part;
-
-/// Compiled banned rules.
-#[derive(Debug, Clone, Default)]
-pub struct BannedRules {
-    /// Names (or archive paths) matching one of these are allowed, whatever follows.
-    pub allow: Vec<Regex>,
-    /// Part names matching one of these are banned.
-    pub names: Vec<Regex>,
-    /// Content types (short types: `exe-ms`, `exe-unix`…) banned.
-    pub types: Vec<String>,
-    /// Declared MIME types banned (`application/x-msdownload`).
-    pub mime_types: Vec<String>,
-}
 
 /// A banned part and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +14,9 @@ pub struct BannedHit {
     pub reason: String,
 }
 
+/// The rules are configuration (compiled by `config`); matching them against the decoded
+/// parts is this check's.
 impl BannedRules {
-    /// Whether no rule is configured.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty() && self.types.is_empty() && self.mime_types.is_empty()
-    }
-
     /// The banned parts of a message.
     pub fn check(&self, parts: &[Part]) -> Vec<BannedHit> {
         let mut hits = Vec::new();
@@ -69,6 +52,7 @@ impl BannedRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use regex::Regex;
 
     fn part(path: &str, name: &str, t: &'static str, mime: Option<&str>) -> Part {
         Part {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::endpoint::{Endpoint, ScanError, Session, excerpt};
-use crate::receive::spool::Spool;
+use crate::message::spool::Spool;
 
 /// The most a clamd reply may hold: a few lines of virus names (AllMatchScan), never more.
 const MAX_REPLY: usize = 64 * 1024;

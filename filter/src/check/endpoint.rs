@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::receive::spool::{Spool, SpoolReader};
+use crate::message::spool::{Spool, SpoolReader};
 
 /// How much of a spooled message is read and sent at a time: large enough that a big
 /// message costs few system calls and few clamd chunk headers, small enough that neither

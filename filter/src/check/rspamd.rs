@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::endpoint::{Endpoint, ScanError, Session, excerpt, header, split_head};
 use super::spamd::SpamVerdict;
-use crate::receive::spool::Spool;
+use crate::message::spool::Spool;
 
 /// The most an rspamd reply may hold: the JSON lists every symbol with its options
 /// (URLs, addresses), which can run to tens of kilobytes on a large message.

@@ -13,10 +13,10 @@ use super::endpoint::{Endpoint, ScanError};
 use super::{Outcomes, SpamOutcome, Unchecked, VirusOutcome, headers};
 use super::{clamd, rspamd, spamd};
 use crate::config::Policy;
-use crate::decide::RecipientPolicy;
+use crate::config::recipient::RecipientPolicy;
 use crate::decode::{self, Decoded};
 use crate::message::Envelope;
-use crate::receive::spool::Spool;
+use crate::message::spool::Spool;
 
 /// A check stage that failed in a way that must tempfail the message.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,7 @@ pub async fn run(
         Err(e) => {
             // The spool went down with the thread; the client gets a 4xx and retries.
             let empty = Spool::new(
-                crate::receive::spool::SpoolConfig {
+                crate::message::spool::SpoolConfig {
                     dir: std::env::temp_dir(),
                     memory_threshold: 0,
                 },

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::endpoint::{Endpoint, ScanError, Session, excerpt, header, split_head};
-use crate::receive::spool::Spool;
+use crate::message::spool::Spool;
 
 /// The most a SYMBOLS reply may hold: a status line, two headers and a list of rule
 /// names (SpamAssassin has a few thousand rules; names are short).

@@ -9,8 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Validator;
-use crate::check::banned::BannedRules;
-use crate::decide::{Destinies, Destiny, RecipientPolicy};
+use super::recipient::{Destinies, Destiny, RecipientPolicy};
 
 // Not `deny_unknown_fields`: serde cannot combine it with `flatten`; the flattened
 // recipient defaults collect what nobody knows, and the validator reports those.
@@ -79,6 +78,26 @@ struct RawOverride {
     matches: Spanned<Vec<String>>,
     #[serde(flatten)]
     settings: RawRecipient,
+}
+
+/// Compiled banned rules (matched against the decoded parts by `check::banned`).
+#[derive(Debug, Clone, Default)]
+pub struct BannedRules {
+    /// Names (or archive paths) matching one of these are allowed, whatever follows.
+    pub allow: Vec<Regex>,
+    /// Part names matching one of these are banned.
+    pub names: Vec<Regex>,
+    /// Content types (short types: `exe-ms`, `exe-unix`…) banned.
+    pub types: Vec<String>,
+    /// Declared MIME types banned (`application/x-msdownload`).
+    pub mime_types: Vec<String>,
+}
+
+impl BannedRules {
+    /// Whether no rule is configured.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.types.is_empty() && self.mime_types.is_empty()
+    }
 }
 
 /// A static lookup table of addresses, as amavisd's maps: `user@example.com` (that

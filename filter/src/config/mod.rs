@@ -12,9 +12,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::forward::target::Target;
+use crate::message::EventSink;
+use target::Target;
 
 pub mod checks;
+pub mod recipient;
+pub mod target;
 
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -284,21 +287,6 @@ impl Policy {
     pub fn is_originating(&self, client: Option<IpAddr>) -> bool {
         self.originating || client.is_some_and(|ip| self.mynetworks.iter().any(|n| n.contains(ip)))
     }
-}
-
-/// Where per-message JSON events go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventSink {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-    /// A file, appended to and reopened on SIGHUP.
-    File(PathBuf),
-    /// The local syslog (facility mail, ident avisd).
-    Syslog,
-    /// Nowhere.
-    None,
 }
 
 /// The validated configuration.

@@ -11,6 +11,7 @@ pub mod types;
 
 use std::time::{Duration, Instant};
 
+use crate::message::HeaderFacts;
 use crate::mime;
 
 /// Decoding limits (amavisd's `$MAXLEVELS`, `$MAXFILES`, expansion quota).
@@ -104,21 +105,6 @@ pub struct Decoded {
     pub message_id: Option<String>,
     /// The header facts the event log reports (To, Cc, Sender, references, user agent).
     pub headers: HeaderFacts,
-}
-
-/// Header facts beyond subject, From and Message-ID.
-#[derive(Debug, Clone, Default)]
-pub struct HeaderFacts {
-    /// To addresses.
-    pub to: Vec<String>,
-    /// Cc addresses.
-    pub cc: Vec<String>,
-    /// Sender address.
-    pub sender: Option<String>,
-    /// In-Reply-To and References ids.
-    pub references: Vec<String>,
-    /// User-Agent or X-Mailer.
-    pub user_agent: Option<String>,
 }
 
 /// What the archive readers share: the budget and the output.

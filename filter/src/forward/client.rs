@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::Outgoing;
 use super::dotstuff::DotStuffer;
-use super::target::Protocol;
+use crate::config::target::Protocol;
 use crate::message::{Body, Envelope, Recipient, Reply, Ret, xtext_encode};
 
 /// Why a transaction with the back end failed as a whole (every one is temporary).

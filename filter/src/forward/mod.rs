@@ -5,17 +5,19 @@
 pub mod client;
 mod dotstuff;
 pub mod pipe;
-pub mod target;
+/// The target lives in `config` (which parses it); this path stays for its users.
+pub use crate::config::target;
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
+use crate::config::target::{Address, Target};
 use client::{ClientError, Connection, RcptOutcome, Stream};
-use target::{Address, Target};
 
+pub use crate::message::ConnUse;
+use crate::message::spool::Spool;
 use crate::message::{Envelope, Reply};
-use crate::receive::spool::Spool;
 
 /// A message as it goes out: `prepend` (trace and added header fields, or a whole
 /// rewritten header section), then the spool from byte `skip` on.
@@ -45,17 +47,6 @@ impl Outgoing<'_> {
 const REUSE_RECENT: Duration = Duration::from_secs(15);
 /// Idle connections kept per target.
 const CACHE_SIZE: usize = 8;
-
-/// How a connection was obtained, for the OutConn* counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnUse {
-    /// A new connection.
-    New,
-    /// A cached idle connection.
-    ReuseRecent,
-    /// No connection (pipe delivery).
-    None,
-}
 
 /// The back end's answer to a whole transaction.
 #[derive(Debug)]

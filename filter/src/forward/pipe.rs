@@ -139,9 +139,9 @@ mod tests {
         }
     }
 
-    fn spool_of(bytes: &[u8]) -> crate::receive::spool::Spool {
-        let mut s = crate::receive::spool::Spool::new(
-            crate::receive::spool::SpoolConfig {
+    fn spool_of(bytes: &[u8]) -> crate::message::spool::Spool {
+        let mut s = crate::message::spool::Spool::new(
+            crate::message::spool::SpoolConfig {
                 dir: std::env::temp_dir(),
                 memory_threshold: usize::MAX,
             },

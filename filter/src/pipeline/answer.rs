@@ -6,8 +6,7 @@
 
 use agent_mib::{Outcome, Status};
 
-use crate::message::{Envelope, Ids, Reply};
-use crate::record::RecipientResult;
+use crate::message::{Envelope, Ids, RecipientResult, Reply};
 use crate::replies;
 
 fn relayed(r: &RecipientResult) -> bool {

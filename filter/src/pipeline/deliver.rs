@@ -10,11 +10,10 @@ use agent_mib::{ScanResult, Scanner, Status, WorkerSlot};
 use super::Context;
 use crate::act;
 use crate::decide::{RecipientPolicy, Verdict};
+use crate::forward::Outgoing;
 use crate::forward::client::ClientError;
-use crate::forward::{ConnUse, Outgoing};
-use crate::message::{Envelope, Recipient, Reply};
-use crate::receive::spool::{Spool, SpoolConfig};
-use crate::record::{Delivery, DeliveryKind, RecipientResult};
+use crate::message::spool::{Spool, SpoolConfig};
+use crate::message::{ConnUse, Delivery, DeliveryKind, Envelope, Recipient, RecipientResult, Reply};
 use crate::replies;
 
 /// The message being delivered, with its recipients' settings and verdicts.
@@ -24,7 +23,7 @@ pub(super) struct Msg<'a> {
     /// The body.
     pub spool: &'a Spool,
     /// Ids and connection facts.
-    pub meta: &'a super::TxMeta,
+    pub meta: &'a crate::message::TxMeta,
     /// Per recipient settings.
     pub policies: &'a [RecipientPolicy],
     /// Per recipient verdicts (empty when the checks failed).

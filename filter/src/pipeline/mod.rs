@@ -14,16 +14,16 @@ use std::time::Instant;
 
 use agent_mib::{Outcome, Status, WorkerSlot, WorkerState};
 
-use crate::act::quarantine::{Quarantined, store as quarantine_store};
+use crate::act::quarantine::store as quarantine_store;
 use crate::check::run::{self, CheckRun};
 use crate::check::{SpamOutcome, VirusOutcome};
 use crate::config::Policy;
 use crate::decide::{self, RecipientPolicy, Verdict};
 use crate::forward::Forwarder;
-use crate::message::{Ids, Reply};
+use crate::message::{ConnUse, Delivery, DeliveryKind, Ids, Quarantined, RecipientResult, Reply, TxMeta};
 use crate::receive::session::{Refused, Transaction};
 use crate::record::sink::EventLog;
-use crate::record::{self, CheckSummary, MessageSummary, Peer, RecipientResult};
+use crate::record::{self, CheckSummary, MessageSummary};
 use crate::replies;
 
 /// What a connection needs to process its messages.
@@ -39,19 +39,6 @@ pub struct Context {
     pub hostname: String,
     /// Where quarantine copies go.
     pub quarantine_dir: std::path::PathBuf,
-}
-
-/// Facts about a transaction that the protocol layer knows.
-#[derive(Debug, Clone)]
-pub struct TxMeta {
-    /// Ids.
-    pub ids: Ids,
-    /// Unix ms of MAIL FROM.
-    pub received_at_ms: u64,
-    /// When MAIL FROM came.
-    pub mail_at: Instant,
-    /// The connection.
-    pub peer: Peer,
 }
 
 /// Processes one transaction and returns the replies for the client (one for ESMTP,
@@ -294,10 +281,10 @@ fn quarantine(
     ctx: &Context,
     slot: &WorkerSlot,
     envelope: &crate::message::Envelope,
-    spool: &crate::receive::spool::Spool,
+    spool: &crate::message::spool::Spool,
     ids: &Ids,
     verdicts: &[Verdict],
-    deliveries: &mut Vec<record::Delivery>,
+    deliveries: &mut Vec<Delivery>,
 ) -> (Vec<Quarantined>, usize) {
     let keep = &ctx.policy.checks.quarantine;
     let mut wanted: Vec<agent_mib::ContentCategory> = Vec::new();
@@ -335,10 +322,10 @@ fn quarantine(
                 (None, 0)
             }
         };
-        deliveries.push(record::Delivery {
+        deliveries.push(Delivery {
             protocol: "Local",
-            kind: record::DeliveryKind::Quarantine,
-            conn: crate::forward::ConnUse::None,
+            kind: DeliveryKind::Quarantine,
+            conn: ConnUse::None,
             reuse_failed: false,
             replies,
             size,
@@ -349,7 +336,7 @@ fn quarantine(
 
 fn message<'a>(
     envelope: &'a crate::message::Envelope,
-    spool: &'a crate::receive::spool::Spool,
+    spool: &'a crate::message::spool::Spool,
     meta: &'a TxMeta,
     policies: &'a [RecipientPolicy],
     verdicts: &'a [Verdict],

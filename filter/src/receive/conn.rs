@@ -2,7 +2,7 @@
 //! deadline on tokio's clock (each command, the DATA phase with a minimum rate, each batch
 //! of replies), writes the session's replies in batches (so pipelined commands get their
 //! replies together), moves the worker slot through the nanny's letters, and hands each
-//! complete transaction to the [`Handler`] that `main` wires up. On shutdown an idle
+//! complete transaction to the [`Handler`] that the daemon wires up. On shutdown an idle
 //! session is closed with 421 at once; a transaction in progress is finished first.
 
 use std::future::Future;
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
 
 use super::session::{Limits, Output, Refused, Session, Transaction};
-use crate::message::{Ids, Reply};
+use crate::message::{Ids, Peer, Reply, TxMeta};
 use crate::replies;
 
 /// What processes a complete transaction (the pipeline, or a test double). The ledger
@@ -24,22 +24,22 @@ use crate::replies;
 /// then lost stays relayed, truthfully, and its retry is a second, counted message.
 pub trait Handler: Sync {
     /// Accounts for a message the protocol layer refused after its DATA; its outcome.
-    fn refused(&self, slot: &WorkerSlot, refused: Refused, ids: Ids, mail_at: Instant, mail_ms: u64) -> Outcome;
+    fn refused(&self, slot: &WorkerSlot, refused: Refused, meta: TxMeta) -> Outcome;
 
     /// The replies (one for ESMTP, one per recipient for LMTP) and the ledger outcome.
     fn handle(
         &self,
         slot: &WorkerSlot,
         tx: Transaction,
-        ids: Ids,
-        mail_at: Instant,
-        mail_ms: u64,
+        meta: TxMeta,
     ) -> impl Future<Output = (Vec<Reply>, Outcome)> + Send;
 }
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
 pub struct ConnSettings {
+    /// Where the connection came from (for the transactions' records).
+    pub peer: Peer,
     /// Session limits.
     pub limits: Limits,
     /// Time allowed for each command line (from the previous answer to its end) and for
@@ -79,12 +79,13 @@ const FAREWELL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Ids and times for a transaction whose MAIL FROM was not seen (never in practice: the
 /// session emits MailStarted first), so a message is never left without ids.
-fn fresh(slot: &WorkerSlot, conn_number: u64, txn: u32) -> (Ids, Instant, u64) {
-    (
-        Ids::new(slot.index(), conn_number, txn),
-        Instant::now(),
-        agent_mib::now_ms(),
-    )
+fn fresh(slot: &WorkerSlot, conn_number: u64, txn: u32, peer: &Peer) -> TxMeta {
+    TxMeta {
+        ids: Ids::new(slot.index(), conn_number, txn),
+        mail_at: Instant::now(),
+        received_at_ms: agent_mib::now_ms(),
+        peer: peer.clone(),
+    }
 }
 
 /// Why replies could not be written.
@@ -178,7 +179,7 @@ where
     let mut outputs = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut txn: u32 = 0;
-    let mut mail: Option<(Ids, Instant, u64)> = None;
+    let mut mail: Option<TxMeta> = None;
     // The letter the slot shows between our writes (accept set `A`).
     let mut letter = WorkerState::Accepted;
     let limit = settings.idle_timeout;
@@ -238,7 +239,12 @@ where
                         slot.set_state_reset(WorkerState::Mail);
                         letter = WorkerState::Mail;
                         slot.set_ids(&ids.log_id, "");
-                        mail = Some((ids, Instant::now(), agent_mib::now_ms()));
+                        mail = Some(TxMeta {
+                            ids,
+                            mail_at: Instant::now(),
+                            received_at_ms: agent_mib::now_ms(),
+                            peer: settings.peer.clone(),
+                        });
                     }
                     Output::DataStarted => {
                         slot.set_state(WorkerState::Data);
@@ -254,8 +260,10 @@ where
                         for _ in 0..answers {
                             out.extend_from_slice(r.reply.to_wire().as_bytes());
                         }
-                        let (ids, at, ms) = mail.take().unwrap_or_else(|| fresh(slot, conn_number, txn));
-                        let outcome = handler.refused(slot, *r, ids, at, ms);
+                        let meta = mail
+                            .take()
+                            .unwrap_or_else(|| fresh(slot, conn_number, txn, &settings.peer));
+                        let outcome = handler.refused(slot, *r, meta);
                         letter = WorkerState::Done;
                         slot.message_answered(outcome);
                         let written = send(&mut stream, &out, limit, slot, letter).await;
@@ -271,9 +279,11 @@ where
                             return w.into();
                         }
                         out.clear();
-                        let (ids, at, ms) = mail.take().unwrap_or_else(|| fresh(slot, conn_number, txn));
-                        slot.set_ids(&ids.log_id, tx.envelope.xforward.ident.as_deref().unwrap_or(""));
-                        let (replies, outcome) = handler.handle(slot, *tx, ids, at, ms).await;
+                        let meta = mail
+                            .take()
+                            .unwrap_or_else(|| fresh(slot, conn_number, txn, &settings.peer));
+                        slot.set_ids(&meta.ids.log_id, tx.envelope.xforward.ident.as_deref().unwrap_or(""));
+                        let (replies, outcome) = handler.handle(slot, *tx, meta).await;
                         // The pipeline leaves the slot at `.` (done, session open).
                         letter = WorkerState::Done;
                         for r in replies {

@@ -5,4 +5,5 @@
 pub mod conn;
 pub mod dot;
 pub mod session;
-pub mod spool;
+/// The spooled body lives in `message` now; this path stays for the users outside the crate.
+pub use crate::message::spool;

@@ -14,7 +14,7 @@ use smtp_proto::{
 
 use super::dot::DotReceiver;
 use super::spool::{Spool, SpoolConfig};
-use crate::message::{Body, Envelope, Notify, Recipient, Reply, Ret, XForward};
+use crate::message::{Body, Envelope, Notify, Recipient, Reply, Ret, XForward, mask_controls};
 use crate::replies;
 
 /// Limits of one session (from the listener's policy bank).
@@ -532,11 +532,6 @@ impl Session {
 
 /// The longest XFORWARD attribute value, as Postfix's smtpd (`501 ... too long` beyond).
 const XFORWARD_VALUE_MAX: usize = 255;
-
-/// Replaces each ASCII control character (CR, LF, NUL, DEL...) with '?'.
-pub fn mask_controls(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_control() { '?' } else { c }).collect()
-}
 
 fn is_xforward(line: &[u8]) -> bool {
     line.len() >= 9 && line[..8].eq_ignore_ascii_case(b"XFORWARD") && line[8].is_ascii_whitespace()

@@ -5,87 +5,14 @@
 pub mod event;
 pub mod sink;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use agent_mib::families::{self, ContentCategory, Direction, Status};
 use agent_mib::{Counter, Outcome, Stage, WorkerSlot};
 
-use crate::forward::ConnUse;
-use crate::message::{Envelope, Ids, Reply};
-
-/// What happened to one recipient.
-#[derive(Debug, Clone)]
-pub struct RecipientResult {
-    /// Envelope address.
-    pub address: String,
-    /// DSN ORCPT, if given.
-    pub orcpt: Option<String>,
-    /// Local per the policy's local domains.
-    pub local: bool,
-    /// Final status.
-    pub status: Status,
-    /// avisd's internal status line for this recipient (logged as smtp_response).
-    pub response: Reply,
-    /// Queue id parsed from the back end's reply.
-    pub queued_as: Option<String>,
-    /// The category that blocked it (display name), if one did.
-    pub blocking: Option<String>,
-    /// Its spam score, when it was scored for it.
-    pub spam_score: Option<f64>,
-}
-
-impl RecipientResult {
-    /// amavisd's per-recipient action word.
-    pub fn action(&self) -> &'static str {
-        match self.status {
-            Status::TempFailed => "TEMPFAIL",
-            Status::Bounced | Status::NoBounce => "BOUNCE",
-            Status::Rejected => "REJECT",
-            Status::Discarded => "DISCARD",
-            Status::Accepted | Status::RelayedTagged | Status::RelayedUntagged => "PASS",
-        }
-    }
-}
-
-/// One forwarding transaction (the message itself or a generated one).
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// `SMTP`, `LMTP`, `Pipe` or `Local`.
-    pub protocol: &'static str,
-    /// What was handed on.
-    pub kind: DeliveryKind,
-    /// How the connection was obtained.
-    pub conn: ConnUse,
-    /// A cached connection failed before a new one was used.
-    pub reuse_failed: bool,
-    /// The transaction's replies (None: it failed as a whole).
-    pub replies: Option<Vec<Reply>>,
-    /// Bytes sent.
-    pub size: u64,
-}
-
-/// What a delivery carried (amavisd's relayed vs. submitted mail).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryKind {
-    /// The message itself, forwarded.
-    Relay,
-    /// A DSN avisd generated.
-    Dsn,
-    /// A quarantine copy.
-    Quarantine,
-}
-
-/// Where the connection came from.
-#[derive(Debug, Clone, Default)]
-pub struct Peer {
-    /// The MTA's address (`src_ip`).
-    pub src_ip: Option<IpAddr>,
-    /// Our socket address (`dst_ip`).
-    pub dst_ip: Option<IpAddr>,
-    /// Our port (`dst_port`).
-    pub dst_port: Option<u16>,
-}
+use crate::message::{
+    ConnUse, Delivery, DeliveryKind, Envelope, HeaderFacts, Ids, Peer, Quarantined, RecipientResult, Reply,
+};
 
 /// What the checks found, for the event.
 #[derive(Debug, Clone, Default)]
@@ -105,7 +32,7 @@ pub struct CheckSummary {
     /// Declared names of the top-level parts.
     pub file_names: Vec<String>,
     /// To, Cc, Sender, references, user agent.
-    pub headers: crate::decode::HeaderFacts,
+    pub headers: HeaderFacts,
     /// Decoding time.
     pub decoding: Option<Duration>,
     /// Virus scanning time.
@@ -142,7 +69,7 @@ pub struct MessageSummary {
     /// What the checks found.
     pub checks: CheckSummary,
     /// Quarantine copies written.
-    pub quarantined: Vec<crate::act::quarantine::Quarantined>,
+    pub quarantined: Vec<Quarantined>,
     /// Quarantine copies that could not be written (the message was tempfailed).
     pub quarantine_failures: usize,
     /// Forwarding transactions.

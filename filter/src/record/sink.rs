@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::EventSink;
+use crate::message::EventSink;
 
 /// Events waiting for the writer thread. At about 2 KB an event, 8 MB at most; a burst
 /// that a healthy sink absorbs in well under a second.

@@ -1,9 +1,19 @@
 //! The shared types of a message's life in avisd: the envelope as received (with its
-//! DSN and XFORWARD parameters), replies, and ids. No I/O here.
+//! DSN and XFORWARD parameters), replies, and ids, and the spooled body ([`spool`]).
+//! Every stage depends downwards on this module, and it on none of them. No I/O here,
+//! except the spool's own files.
+
+mod outcome;
+pub mod spool;
+
+pub use outcome::{ConnUse, Delivery, DeliveryKind, HeaderFacts, Quarantined, RecipientResult};
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// An SMTP reply: code, optional enhanced status code, text (one line; multi-line text
 /// is kept with `\n` between lines and written out as continuation lines).
@@ -67,6 +77,11 @@ impl Reply {
 
 /// RFC 5321 4.5.3.1.5: a reply line is at most 512 octets including the code and CRLF.
 pub const MAX_REPLY_LINE: usize = 512;
+
+/// Replaces each ASCII control character (CR, LF, NUL, DEL...) with '?'.
+pub fn mask_controls(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_control() { '?' } else { c }).collect()
+}
 
 /// Escapes control characters as amavisd sanitises its log text: CR, LF and TAB as `\r`,
 /// `\n`, `\t`, any other C0 control and DEL as `\xHH`. (Unlike the log, a backslash
@@ -306,4 +321,44 @@ pub fn random_mail_id() -> String {
         bits >>= 6;
     }
     out
+}
+
+/// Facts about a transaction that the protocol layer knows, handed with it to the
+/// pipeline (and to the ledger when the protocol layer refused it).
+#[derive(Debug, Clone)]
+pub struct TxMeta {
+    /// Ids.
+    pub ids: Ids,
+    /// Unix ms of MAIL FROM.
+    pub received_at_ms: u64,
+    /// When MAIL FROM came.
+    pub mail_at: Instant,
+    /// The connection.
+    pub peer: Peer,
+}
+
+/// Where the connection came from.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    /// The MTA's address (`src_ip`).
+    pub src_ip: Option<IpAddr>,
+    /// Our socket address (`dst_ip`).
+    pub dst_ip: Option<IpAddr>,
+    /// Our port (`dst_port`).
+    pub dst_port: Option<u16>,
+}
+
+/// Where per-message JSON events go: read by `config`, opened by `record`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventSink {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file, appended to and reopened on SIGHUP.
+    File(PathBuf),
+    /// The local syslog (facility mail, ident avisd).
+    Syslog,
+    /// Nowhere.
+    None,
 }
