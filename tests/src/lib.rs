@@ -84,20 +84,40 @@ impl Drop for TempDir {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 for a daemon the test starts (see [`free_port`]).
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    free_port(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
 }
 
-/// A free UDP port on 127.0.0.1 (bound, then released).
+/// A free UDP port on 127.0.0.1 for a daemon the test starts (see [`free_port`]).
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    free_port(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+}
+
+/// Test ports come from 20000–32767, below Linux's ephemeral range (32768–60999): a port
+/// taken with bind(0) and released is an ephemeral port, which any outgoing connection on
+/// the machine may take before the daemon binds it (seen under load: "Address already in
+/// use"). Each port is handed out once per process, starting at an offset drawn from the
+/// pid, so concurrent test binaries rarely meet; `is_free` checks it is unbound now.
+fn free_port(is_free: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % COUNT,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST + n % COUNT).unwrap_or(0);
+        if is_free(port) {
+            return port;
+        }
+    }
+    0
 }
 
 /// A child process killed and reaped when dropped.
