@@ -3,11 +3,13 @@
 //! names the behaviour it pins; the bytes in are what an attacker sends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::io::Read;
 
 use filter::act::received_header;
 use filter::message::{Body, Envelope, Ids, Notify, Recipient, XForward};
-use filter::receive::session::{Limits, Output, Session, Transaction};
+use filter::receive::session::{Limits, Transaction};
 use filter::receive::spool::SpoolConfig;
 
 fn limits() -> Limits {
@@ -23,36 +25,9 @@ fn limits() -> Limits {
     }
 }
 
-/// Feeds `input` in chunks of `chunk` bytes; answers every transaction at once. Returns
-/// the replies (a transaction handed out shows as `<answer>`) and the transactions.
+/// Feeds `input` in chunks of `chunk` bytes; answers every transaction at once.
 fn run(input: &[u8], chunk: usize) -> (Vec<String>, Vec<Transaction>) {
-    let mut s = Session::new(limits(), "h");
-    let (mut replies, mut txs, mut out) = (Vec::new(), Vec::new(), Vec::new());
-    for piece in input.chunks(chunk.max(1)) {
-        s.feed(piece, &mut out);
-        loop {
-            let mut again = false;
-            for o in std::mem::take(&mut out) {
-                match o {
-                    Output::Reply(r) => replies.push(r.to_string()),
-                    Output::Message(tx) => {
-                        replies.push("<answer>".into());
-                        txs.push(*tx);
-                        s.answered();
-                        again = true;
-                    }
-                    Output::Close => replies.push("<close>".into()),
-                    Output::Refused(r) => replies.push(r.reply.to_string()),
-                    Output::MailStarted | Output::DataStarted => {}
-                }
-            }
-            if !again {
-                break;
-            }
-            s.feed(&[], &mut out);
-        }
-    }
-    (replies, txs)
+    support::drive(limits(), "h", input, chunk)
 }
 
 fn codes(replies: &[String]) -> Vec<&str> {

@@ -1,7 +1,9 @@
 //! The inbound protocol as a specification: a client's bytes in, the exact replies out.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use filter::receive::session::{Limits, Output, Session, Transaction};
+mod support;
+
+use filter::receive::session::{Limits, Transaction};
 use filter::receive::spool::SpoolConfig;
 use proptest::prelude::*;
 use std::io::Read;
@@ -19,37 +21,9 @@ fn limits(max_size: u64, max_rcpts: usize) -> Limits {
     }
 }
 
-/// Feeds `input` in chunks of `chunk` bytes; answers every transaction with `answer`.
+/// Feeds `input` in chunks of `chunk` bytes; answers every transaction at once.
 fn run(l: Limits, input: &[u8], chunk: usize) -> (Vec<String>, Vec<Transaction>) {
-    let mut s = Session::new(l, "t");
-    let mut replies = Vec::new();
-    let mut txs = Vec::new();
-    let mut out = Vec::new();
-    for piece in input.chunks(chunk.max(1)) {
-        s.feed(piece, &mut out);
-        loop {
-            let mut again = false;
-            for o in std::mem::take(&mut out) {
-                match o {
-                    Output::Reply(r) => replies.push(r.to_string()),
-                    Output::Message(tx) => {
-                        replies.push("<answer>".into());
-                        txs.push(*tx);
-                        s.answered();
-                        again = true;
-                    }
-                    Output::Close => replies.push("<close>".into()),
-                    Output::Refused(r) => replies.push(r.reply.to_string()),
-                    Output::MailStarted | Output::DataStarted => {}
-                }
-            }
-            if !again {
-                break;
-            }
-            s.feed(&[], &mut out);
-        }
-    }
-    (replies, txs)
+    support::drive(l, "t", input, chunk)
 }
 
 fn codes(replies: &[String]) -> Vec<String> {
