@@ -155,22 +155,23 @@ mod tests {
         words.iter().map(|s| s.to_string()).collect()
     }
 
-    #[tokio::test]
-    async fn a_program_that_exits_0_without_reading_the_message_is_a_tempfail() {
-        // Far larger than a pipe buffer (64 KiB on Linux), so writing must hit EPIPE.
-        let spool = spool_of(&vec![b'x'; 4 * 1024 * 1024]);
+    /// Pipes a message of `size` bytes (after `prepend`) to `words` and returns the replies.
+    async fn pipe(words: &[&str], prepend: &[u8], size: usize, timeout: Duration) -> Vec<Reply> {
+        let spool = spool_of(&vec![b'x'; size]);
         let out = Outgoing {
-            prepend: b"Received: x\r\n",
+            prepend,
             skip: 0,
             spool: &spool,
         };
-        let replies = deliver(
-            &argv(&["/bin/sh", "-c", "exit 0"]),
-            &envelope(),
-            &out,
-            Duration::from_secs(20),
-        )
-        .await;
+        deliver(&argv(words), &envelope(), &out, timeout).await
+    }
+
+    const PATIENT: Duration = Duration::from_secs(20);
+
+    #[tokio::test]
+    async fn a_program_that_exits_0_without_reading_the_message_is_a_tempfail() {
+        // Far larger than a pipe buffer (64 KiB on Linux), so writing must hit EPIPE.
+        let replies = pipe(&["/bin/sh", "-c", "exit 0"], b"Received: x\r\n", 4 << 20, PATIENT).await;
         assert_eq!(replies.len(), 1);
         assert_eq!(
             replies[0].code, 451,
@@ -182,55 +183,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_program_that_exits_75_without_reading_keeps_its_own_temporary_failure() {
-        let spool = spool_of(&vec![b'x'; 4 * 1024 * 1024]);
-        let out = Outgoing {
-            prepend: b"",
-            skip: 0,
-            spool: &spool,
-        };
-        let replies = deliver(
-            &argv(&["/bin/sh", "-c", "exit 75"]),
-            &envelope(),
-            &out,
-            Duration::from_secs(20),
-        )
-        .await;
+        let replies = pipe(&["/bin/sh", "-c", "exit 75"], b"", 4 << 20, PATIENT).await;
         assert_eq!(replies[0].code, 450, "{}", replies[0]);
     }
 
     #[tokio::test]
     async fn a_program_that_reads_the_whole_message_and_exits_0_delivers_it() {
-        let spool = spool_of(&vec![b'x'; 1024 * 1024]);
-        let out = Outgoing {
-            prepend: b"",
-            skip: 0,
-            spool: &spool,
-        };
-        let replies = deliver(
-            &argv(&["/bin/sh", "-c", "cat >/dev/null"]),
-            &envelope(),
-            &out,
-            Duration::from_secs(20),
-        )
-        .await;
+        let replies = pipe(&["/bin/sh", "-c", "cat >/dev/null"], b"", 1 << 20, PATIENT).await;
         assert_eq!(replies[0].code, 250, "{}", replies[0]);
     }
 
     #[tokio::test]
     async fn a_program_still_reading_at_the_timeout_is_a_tempfail() {
-        let spool = spool_of(&vec![b'x'; 1024 * 1024]);
-        let out = Outgoing {
-            prepend: b"",
-            skip: 0,
-            spool: &spool,
-        };
-        let replies = deliver(
-            &argv(&["/bin/sleep", "30"]),
-            &envelope(),
-            &out,
-            Duration::from_millis(300),
-        )
-        .await;
+        let replies = pipe(&["/bin/sleep", "30"], b"", 1 << 20, Duration::from_millis(300)).await;
         assert_eq!(replies[0].code, 451, "{}", replies[0]);
         assert!(replies[0].text.contains("timed out"), "{}", replies[0]);
     }
