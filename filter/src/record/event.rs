@@ -1,207 +1,328 @@
 //! The per-message JSON event: amavisd-new's JSON log fields (json-log.md) plus ours,
-//! versioned by `schema`. Keys are sorted (serde_json's map is ordered), numbers are
-//! numbers, timestamps are UTC. The schema is documented in docs/events.md.
+//! versioned by `schema`, as one typed record, [`MessageEvent`], built from a
+//! [`MessageSummary`] and serialized by serde. Numbers are numbers, timestamps are UTC;
+//! keys come out sorted because the sink writes the event through `serde_json::Value`.
+//! The schema is documented in docs/events.md, and filter/tests/event_record.rs holds the
+//! two to each other field by field.
+//!
+//! The record is split the way the message went: where it came from ([`Origin`]), what the
+//! checks found ([`Content`]), what became of it ([`Fate`]); serde flattens the three into
+//! one object. An optional field is absent, not null, when it has no source (amavisd's
+//! habit, which existing pipelines rely on).
 
-use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+use serde::Serialize;
 
 use super::{MessageSummary, actions_performed};
+use crate::message::RecipientResult;
 
 /// The schema version of the event; bumped when a field changes meaning or goes away.
 pub const SCHEMA: &str = "avis.message/1";
 
-fn secs(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0).round() / 1000.0
+/// One `avis.message/1` event.
+#[derive(Debug, Serialize)]
+pub struct MessageEvent<'a> {
+    #[serde(flatten)]
+    origin: Origin<'a>,
+    #[serde(flatten)]
+    content: Content<'a>,
+    #[serde(flatten)]
+    fate: Fate<'a>,
 }
 
-fn unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for i in items {
-        if !out.iter().any(|o| o == i) {
-            out.push(i.to_string());
-        }
-    }
-    out
+/// When, where from and to whom: ids, connection, XFORWARD, envelope, policy.
+#[derive(Debug, Serialize)]
+struct Origin<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: String,
+    time_unix: f64,
+    schema: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    time_iso_week_date: String,
+    partition: &'static str,
+    host: &'a str,
+    log_id: &'a str,
+    mail_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dst_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dst_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ip: Option<&'a str>,
+    /// Absent, too, when XFORWARD's PORT is not a port number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue_id: Option<&'a str>,
+    protocol: &'static str,
+    mail_from: &'a str,
+    rcpt_to: Vec<&'a str>,
+    rcpt_num: usize,
+    policy_banks: Vec<&'a str>,
+    originating: bool,
+}
+
+/// The message and what the checks found in it.
+#[derive(Debug, Serialize)]
+struct Content<'a> {
+    size: u64,
+    content_type: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    checks_performed: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    virusnames: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spam_score: Option<f64>,
+    /// Sorted; present exactly when `spam_score` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tests: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject_rot13: Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    author: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    to_addr: &'a [String],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    cc_addr: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    references: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    attached_file_names: &'a [String],
+}
+
+/// What became of the message: per recipient, as a whole, and how long it took.
+#[derive(Debug, Serialize)]
+struct Fate<'a> {
+    recipients: Vec<RecipientEvent<'a>>,
+    dsn_sent: bool,
+    /// The first quarantine copy only, as amavisd logs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quarantine: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quar_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actions_performed: Option<String>,
+    smtp_code: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    queued_as: Vec<&'a str>,
+    message: String,
+    action: Vec<&'static str>,
+    outcome: String,
+    client_reply: Vec<String>,
+    elapsed: Elapsed,
+}
+
+/// One entry of `recipients`.
+#[derive(Debug, Serialize)]
+struct RecipientEvent<'a> {
+    rcpt_to: &'a str,
+    /// Only when it differs from `rcpt_to`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rcpt_to_orig: Option<&'a str>,
+    rcpt_is_local: bool,
+    action: &'static str,
+    status: &'static str,
+    smtp_response: String,
+    smtp_code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queued_as: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ccat_blocking: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spam_score: Option<f64>,
+}
+
+/// `elapsed`: seconds with milliseconds, amavisd's section names.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Elapsed {
+    receiving: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decoding: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    virus_check: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spam_check: Option<f64>,
+    sending: f64,
+    total: f64,
+    /// Total minus the scanners' time (decoding counts as amavisd's own work).
+    amavis: f64,
 }
 
 /// Builds the event of a message.
-pub fn build(s: &MessageSummary) -> Value {
-    let mut m = Map::new();
-    let ms = s.received_at_ms;
-    m.insert("@timestamp".into(), json!(iso_ms(ms)));
-    m.insert("time_unix".into(), json!(ms as f64 / 1000.0));
-    m.insert("schema".into(), json!(SCHEMA));
-    m.insert("type".into(), json!("amavis"));
-    m.insert("time_iso_week_date".into(), json!(iso_week_date(ms)));
-    m.insert("partition".into(), json!("0"));
-    m.insert("host".into(), json!(s.host));
-    m.insert("log_id".into(), json!(s.ids.log_id));
-    m.insert("mail_id".into(), json!(s.ids.mail_id));
-    if let Some(ip) = s.peer.src_ip {
-        m.insert("src_ip".into(), json!(ip.to_string()));
+pub fn build(s: &MessageSummary) -> MessageEvent<'_> {
+    MessageEvent {
+        origin: Origin::of(s),
+        content: Content::of(s),
+        fate: Fate::of(s),
     }
-    if let Some(ip) = s.peer.dst_ip {
-        m.insert("dst_ip".into(), json!(ip.to_string()));
-    }
-    if let Some(p) = s.peer.dst_port {
-        m.insert("dst_port".into(), json!(p));
-    }
-    let xf = &s.envelope.xforward;
-    if let Some(a) = &xf.addr {
-        m.insert("client_ip".into(), json!(a));
-    }
-    if let Some(p) = xf.port.as_deref().and_then(|p| p.parse::<u16>().ok()) {
-        m.insert("client_port".into(), json!(p));
-    }
-    if let Some(q) = &xf.ident {
-        m.insert("queue_id".into(), json!(q));
-    }
-    let protocol = match (s.envelope.lmtp, s.envelope.smtputf8) {
-        (true, true) => "UTF8LMTP",
-        (true, false) => "LMTP",
-        (false, true) => "UTF8SMTP",
-        (false, false) => "ESMTP",
-    };
-    m.insert("protocol".into(), json!(protocol));
-    m.insert("mail_from".into(), json!(s.envelope.mail_from));
-    let rcpts: Vec<&str> = s.recipients.iter().map(|r| r.address.as_str()).collect();
-    m.insert("rcpt_to".into(), json!(rcpts));
-    m.insert("rcpt_num".into(), json!(rcpts.len()));
-    let recipients: Vec<Value> = s
-        .recipients
-        .iter()
-        .map(|r| {
-            let mut o = Map::new();
-            o.insert("rcpt_to".into(), json!(r.address));
-            if let Some(orig) = r.orcpt.as_deref()
-                && orig != r.address
-            {
-                o.insert("rcpt_to_orig".into(), json!(orig));
-            }
-            o.insert("rcpt_is_local".into(), json!(r.local));
-            o.insert("action".into(), json!(r.action()));
-            o.insert("status".into(), json!(r.status.name()));
-            o.insert("smtp_response".into(), json!(r.response.to_string()));
-            o.insert("smtp_code".into(), json!(r.response.code.to_string()));
-            if let Some(q) = &r.queued_as {
-                o.insert("queued_as".into(), json!(q));
-            }
-            if let Some(b) = &r.blocking {
-                o.insert("ccat_blocking".into(), json!(b));
-            }
-            if let Some(score) = r.spam_score {
-                o.insert("spam_score".into(), json!((score * 1000.0).round() / 1000.0));
-            }
-            Value::Object(o)
-        })
-        .collect();
-    m.insert("recipients".into(), Value::Array(recipients));
-    m.insert(
-        "policy_banks".into(),
-        json!(if s.policy == "default" {
-            vec![]
-        } else {
-            vec![s.policy.clone()]
-        }),
-    );
-    m.insert("size".into(), json!(s.size));
-    m.insert("content_type".into(), json!(s.content_name));
-    let c = &s.checks;
-    if !c.performed.is_empty() {
-        m.insert("checks_performed".into(), json!(c.performed));
-    }
-    if !c.virus_names.is_empty() {
-        m.insert("virusnames".into(), json!(c.virus_names));
-    }
-    if let Some((score, tests)) = &c.spam {
-        m.insert("spam_score".into(), json!((score * 1000.0).round() / 1000.0));
-        let mut sorted = tests.clone();
-        sorted.sort();
-        m.insert("tests".into(), json!(sorted));
-    }
-    if let Some(subject) = &c.subject {
-        m.insert("subject".into(), json!(subject));
-        m.insert("subject_rot13".into(), json!(rot13(subject)));
-    }
-    let h = &c.headers;
-    for (key, list) in [("to_addr", &h.to), ("cc_addr", &h.cc), ("references", &h.references)] {
-        if !list.is_empty() {
-            m.insert(key.into(), json!(list));
+}
+
+impl<'a> Origin<'a> {
+    fn of(s: &'a MessageSummary) -> Origin<'a> {
+        let ms = s.received_at_ms;
+        let xf = &s.envelope.xforward;
+        let protocol = match (s.envelope.lmtp, s.envelope.smtputf8) {
+            (true, true) => "UTF8LMTP",
+            (true, false) => "LMTP",
+            (false, true) => "UTF8SMTP",
+            (false, false) => "ESMTP",
+        };
+        let rcpt_to: Vec<&str> = s.recipients.iter().map(|r| r.address.as_str()).collect();
+        Origin {
+            timestamp: iso_ms(ms),
+            time_unix: ms as f64 / 1000.0,
+            schema: SCHEMA,
+            kind: "amavis",
+            time_iso_week_date: iso_week_date(ms),
+            partition: "0",
+            host: &s.host,
+            log_id: &s.ids.log_id,
+            mail_id: &s.ids.mail_id,
+            src_ip: s.peer.src_ip.map(|ip| ip.to_string()),
+            dst_ip: s.peer.dst_ip.map(|ip| ip.to_string()),
+            dst_port: s.peer.dst_port,
+            client_ip: xf.addr.as_deref(),
+            client_port: xf.port.as_deref().and_then(|p| p.parse::<u16>().ok()),
+            queue_id: xf.ident.as_deref(),
+            protocol,
+            mail_from: &s.envelope.mail_from,
+            rcpt_num: rcpt_to.len(),
+            rcpt_to,
+            policy_banks: if s.policy == "default" {
+                vec![]
+            } else {
+                vec![s.policy.as_str()]
+            },
+            originating: s.originating,
         }
     }
-    if let Some(sender) = &h.sender {
-        m.insert("sender".into(), json!(sender));
-    }
-    if let Some(ua) = &h.user_agent {
-        m.insert("user_agent".into(), json!(ua));
-    }
-    if !c.from.is_empty() {
-        m.insert("author".into(), json!(c.from));
-    }
-    if let Some(id) = &c.message_id {
-        m.insert("message_id".into(), json!(id));
-    }
-    if !c.file_names.is_empty() {
-        m.insert("attached_file_names".into(), json!(c.file_names));
-    }
-    m.insert("dsn_sent".into(), json!(s.dsn_sent));
-    if let Some(q) = s.quarantined.first() {
-        m.insert("quarantine".into(), json!(q.relative));
-        m.insert("quar_type".into(), json!(q.quar_type));
-    }
-    m.insert("originating".into(), json!(s.originating));
-    let actions = actions_performed(s);
-    if !actions.is_empty() {
-        m.insert("actions_performed".into(), json!(actions.join(" ")));
-    }
-    let codes = unique(
-        s.recipients
-            .iter()
-            .map(|r| r.response.code.to_string())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-    );
-    m.insert("smtp_code".into(), json!(codes));
-    let queued = unique(s.recipients.iter().filter_map(|r| r.queued_as.as_deref()));
-    if !queued.is_empty() {
-        m.insert("queued_as".into(), json!(queued));
-    }
-    let action = unique(s.recipients.iter().map(|r| r.action()));
-    m.insert(
-        "message".into(),
-        json!(format!(
-            "{} {} {} <{}> -> {}",
-            s.ids.log_id,
-            action.join(","),
-            s.content_name,
-            s.envelope.mail_from,
-            rcpts.iter().map(|r| format!("<{r}>")).collect::<Vec<_>>().join(",")
-        )),
-    );
-    m.insert("action".into(), json!(action));
-    m.insert("outcome".into(), json!(format!("{:?}", s.outcome)));
-    let replies: Vec<String> = s.client_replies.iter().map(ToString::to_string).collect();
-    m.insert("client_reply".into(), json!(replies));
-    let mut elapsed = Map::new();
-    elapsed.insert("Receiving".into(), json!(secs(s.receiving)));
-    elapsed.insert("Sending".into(), json!(secs(s.sending)));
-    elapsed.insert("Total".into(), json!(secs(s.total)));
-    let mut scanning = std::time::Duration::ZERO;
-    for (name, d) in [
-        ("Decoding", c.decoding),
-        ("VirusCheck", c.virus),
-        ("SpamCheck", c.spam_time),
-    ] {
-        if let Some(d) = d {
-            elapsed.insert(name.into(), json!(secs(d)));
-            if name != "Decoding" {
-                scanning += d;
-            }
+}
+
+impl<'a> Content<'a> {
+    fn of(s: &'a MessageSummary) -> Content<'a> {
+        let c = &s.checks;
+        let h = &c.headers;
+        let tests = c.spam.as_ref().map(|(_, tests)| {
+            let mut sorted: Vec<&str> = tests.iter().map(String::as_str).collect();
+            sorted.sort_unstable();
+            sorted
+        });
+        Content {
+            size: s.size,
+            content_type: &s.content_name,
+            checks_performed: &c.performed,
+            virusnames: &c.virus_names,
+            spam_score: c.spam.as_ref().map(|(score, _)| score3(*score)),
+            tests,
+            subject: c.subject.as_deref(),
+            subject_rot13: c.subject.as_deref().map(rot13),
+            author: &c.from,
+            sender: h.sender.as_deref(),
+            to_addr: &h.to,
+            cc_addr: &h.cc,
+            message_id: c.message_id.as_deref(),
+            references: &h.references,
+            user_agent: h.user_agent.as_deref(),
+            attached_file_names: &c.file_names,
         }
     }
-    elapsed.insert("Amavis".into(), json!(secs(s.total.saturating_sub(scanning))));
-    m.insert("elapsed".into(), Value::Object(elapsed));
-    Value::Object(m)
+}
+
+impl<'a> Fate<'a> {
+    fn of(s: &'a MessageSummary) -> Fate<'a> {
+        let first_quarantine = s.quarantined.first();
+        let actions = actions_performed(s);
+        let action = unique(s.recipients.iter().map(RecipientResult::action));
+        let rcpts: Vec<String> = s.recipients.iter().map(|r| format!("<{}>", r.address)).collect();
+        Fate {
+            recipients: s.recipients.iter().map(RecipientEvent::of).collect(),
+            dsn_sent: s.dsn_sent,
+            quarantine: first_quarantine.map(|q| q.relative.as_str()),
+            quar_type: first_quarantine.map(|q| q.quar_type),
+            actions_performed: (!actions.is_empty()).then(|| actions.join(" ")),
+            smtp_code: unique(s.recipients.iter().map(|r| r.response.code.to_string())),
+            queued_as: unique(s.recipients.iter().filter_map(|r| r.queued_as.as_deref())),
+            message: format!(
+                "{} {} {} <{}> -> {}",
+                s.ids.log_id,
+                action.join(","),
+                s.content_name,
+                s.envelope.mail_from,
+                rcpts.join(",")
+            ),
+            action,
+            outcome: format!("{:?}", s.outcome),
+            client_reply: s.client_replies.iter().map(ToString::to_string).collect(),
+            elapsed: Elapsed::of(s),
+        }
+    }
+}
+
+impl<'a> RecipientEvent<'a> {
+    fn of(r: &'a RecipientResult) -> RecipientEvent<'a> {
+        RecipientEvent {
+            rcpt_to: &r.address,
+            rcpt_to_orig: r.orcpt.as_deref().filter(|orig| *orig != r.address),
+            rcpt_is_local: r.local,
+            action: r.action(),
+            status: r.status.name(),
+            smtp_response: r.response.to_string(),
+            smtp_code: r.response.code.to_string(),
+            queued_as: r.queued_as.as_deref(),
+            ccat_blocking: r.blocking.as_deref(),
+            spam_score: r.spam_score.map(score3),
+        }
+    }
+}
+
+impl Elapsed {
+    fn of(s: &MessageSummary) -> Elapsed {
+        let c = &s.checks;
+        let scanning = c.virus.unwrap_or_default() + c.spam_time.unwrap_or_default();
+        Elapsed {
+            receiving: secs(s.receiving),
+            decoding: c.decoding.map(secs),
+            virus_check: c.virus.map(secs),
+            spam_check: c.spam_time.map(secs),
+            sending: secs(s.sending),
+            total: secs(s.total),
+            amavis: secs(s.total.saturating_sub(scanning)),
+        }
+    }
+}
+
+/// Seconds, rounded to milliseconds.
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// A score rounded to 3 decimals, as amavisd logs it.
+fn score3(score: f64) -> f64 {
+    (score * 1000.0).round() / 1000.0
+}
+
+/// The distinct items, in the order first seen.
+fn unique<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::message::EventSink;
 
@@ -167,13 +167,15 @@ impl EventLog {
     /// Queues one event as one line, never waiting. Returns how many events were lost
     /// since the previous call (this one included), for the caller to count.
     #[must_use = "lost events are counted by the caller"]
-    pub fn write(&self, event: &Value) -> u64 {
-        let mut line = event.to_string();
-        line.push('\n');
-        match self.queue.as_ref().map(|q| q.try_send(Item::Line(line))) {
-            Some(Ok(())) => {}
-            Some(Err(TrySendError::Full(_))) => self.shared.lose(&"the event queue is full: the sink is stalled"),
-            Some(Err(TrySendError::Disconnected(_))) | None => self.shared.lose(&"the event writer thread is gone"),
+    pub fn write(&self, event: &impl Serialize) -> u64 {
+        // Through `Value`, whose map is ordered, so that every event's keys come out
+        // sorted (docs/events.md), whatever the declaration order of its fields.
+        let line = serde_json::to_value(event).map(|v| v.to_string() + "\n");
+        match line.map(|line| self.queue.as_ref().map(|q| q.try_send(Item::Line(line)))) {
+            Err(e) => self.shared.lose(&format_args!("an event could not be serialized: {e}")),
+            Ok(Some(Ok(()))) => {}
+            Ok(Some(Err(TrySendError::Full(_)))) => self.shared.lose(&"the event queue is full: the sink is stalled"),
+            Ok(Some(Err(TrySendError::Disconnected(_))) | None) => self.shared.lose(&"the event writer thread is gone"),
         }
         self.shared.lost.swap(0, Ordering::Relaxed)
     }
