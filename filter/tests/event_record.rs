@@ -243,3 +243,128 @@ fn the_event_of_each_golden_message_is_unchanged() {
         "a golden file was missing and has been written: review it"
     );
 }
+
+/// A field of docs/events.md: its name and its documented type (`string`, `[string]`…).
+type DocFields = Vec<(String, String)>;
+
+/// The fields of one table of docs/events.md: the rows after the heading line that
+/// contains `heading`, up to the end of that table. A row may document several fields
+/// (`` `src_ip`, `dst_ip` ``) with one type each or one type for all.
+fn doc_table(doc: &str, heading: &str) -> DocFields {
+    let mut lines = doc.lines().skip_while(|l| !l.contains(heading)).skip(1);
+    let rows = lines
+        .by_ref()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2); // the header and its |---| line
+    let mut fields = Vec::new();
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let names: Vec<&str> = cells[1].split(',').map(|n| n.trim().trim_matches('`')).collect();
+        let types: Vec<&str> = cells[2].split(',').map(str::trim).collect();
+        assert!(
+            types.len() == 1 || types.len() == names.len(),
+            "docs/events.md: row {row:?} has {} names but {} types",
+            names.len(),
+            types.len()
+        );
+        for (i, name) in names.iter().enumerate() {
+            fields.push((
+                (*name).to_string(),
+                types[if types.len() == 1 { 0 } else { i }].to_string(),
+            ));
+        }
+    }
+    assert!(!fields.is_empty(), "docs/events.md: no table after {heading:?}");
+    fields
+}
+
+/// The backquoted words of the `meaning` cell of field `name`'s row.
+fn doc_quoted_words(doc: &str, name: &str) -> Vec<String> {
+    let row = doc
+        .lines()
+        .find(|l| l.starts_with(&format!("| `{name}` |")))
+        .unwrap_or_else(|| panic!("docs/events.md: no row for {name}"));
+    let meaning = row.split('|').nth(3).unwrap();
+    meaning.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+/// The documented type name of a JSON value (an empty list matches any list type).
+fn type_name(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "bool".into(),
+        Value::Number(_) => "number".into(),
+        Value::String(_) => "string".into(),
+        Value::Object(_) => "object".into(),
+        Value::Array(items) => match items.first() {
+            Some(first) => format!("[{}]", type_name(first)),
+            None => "[]".into(),
+        },
+    }
+}
+
+/// Checks one object level: every documented field is in `fields` with its documented
+/// type, and every field in `fields` is documented.
+fn hold_to_doc(level: &str, doc: &DocFields, fields: &serde_json::Map<String, Value>) {
+    for (name, want) in doc {
+        let value = fields
+            .get(name)
+            .unwrap_or_else(|| panic!("{level}: `{name}` is documented but the event has no such field"));
+        let got = type_name(value);
+        assert!(
+            got == *want || (got == "[]" && want.starts_with('[')),
+            "{level}: `{name}` is documented as {want} but serializes as {got}"
+        );
+    }
+    for name in fields.keys() {
+        assert!(
+            doc.iter().any(|(n, _)| n == name),
+            "{level}: the event has `{name}`, which docs/events.md does not document"
+        );
+    }
+}
+
+/// Every key of `objects`, with the value it has in the first object that has it.
+fn union(objects: impl Iterator<Item = Value>) -> serde_json::Map<String, Value> {
+    let mut all = serde_json::Map::new();
+    for object in objects {
+        for (k, v) in object.as_object().unwrap() {
+            all.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    all
+}
+
+#[test]
+fn docs_events_md_documents_exactly_the_fields_the_event_has_with_their_types() {
+    let doc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/events.md")).unwrap();
+    // `full` has every optional field; the other cases add nothing undocumented.
+    let events: Vec<Value> = cases()
+        .iter()
+        .map(|(_, s)| serde_json::to_value(event::build(s)).unwrap())
+        .collect();
+    let full = serde_json::to_value(event::build(&full())).unwrap();
+    for (name, _) in &doc_table(&doc, "## `avis.message/1`") {
+        assert!(full.get(name).is_some(), "the `full` case must set `{name}`");
+    }
+
+    hold_to_doc(
+        "event",
+        &doc_table(&doc, "## `avis.message/1`"),
+        &union(events.iter().cloned()),
+    );
+
+    let recipients = events.iter().flat_map(|e| e["recipients"].as_array().unwrap().clone());
+    hold_to_doc("recipients[]", &doc_table(&doc, "(`recipients[]`)"), &union(recipients));
+
+    let elapsed_doc: DocFields = doc_quoted_words(&doc, "elapsed")
+        .into_iter()
+        .map(|w| (w, "number".to_string()))
+        .collect();
+    hold_to_doc(
+        "elapsed",
+        &elapsed_doc,
+        &union(events.iter().map(|e| e["elapsed"].clone())),
+    );
+}

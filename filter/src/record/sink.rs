@@ -245,4 +245,33 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&b).unwrap(), "{\"n\":3}\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn an_event_is_written_with_its_keys_sorted_whatever_its_field_order() {
+        #[derive(Serialize)]
+        struct Unsorted {
+            zeta: u8,
+            alpha: Inner,
+        }
+        #[derive(Serialize)]
+        struct Inner {
+            y: u8,
+            b: u8,
+        }
+        let dir = std::env::temp_dir().join(format!("avis-sink-sorted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("e.jsonl");
+        let log = EventLog::open(&EventSink::File(path.clone())).unwrap();
+        let event = Unsorted {
+            zeta: 1,
+            alpha: Inner { y: 2, b: 3 },
+        };
+        assert_eq!(log.write(&event), 0);
+        drop(log);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"alpha\":{\"b\":3,\"y\":2},\"zeta\":1}\n"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
