@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use agent_mib::{Counter, ScanResult, Scanner, Stage, WorkerSlot, WorkerState};
 
-use super::endpoint::{Endpoint, ScanError};
+use super::endpoint::ScanError;
 use super::{Outcomes, SpamOutcome, Unchecked, VirusOutcome, headers};
 use super::{clamd, rspamd, spamd};
 use crate::config::Policy;
@@ -160,15 +160,11 @@ pub async fn run(
     (spool, Ok(run))
 }
 
-fn endpoints(list: &[String]) -> Vec<Endpoint> {
-    list.iter().filter_map(|e| Endpoint::parse(e).ok()).collect()
-}
-
 async fn virus_scan(policy: &Policy, slot: &WorkerSlot, spool: &Spool) -> VirusOutcome {
     let s = &policy.checks.scanners;
     let cfg = clamd::ClamdConfig {
-        primary: endpoints(&s.virus_primary),
-        backup: endpoints(&s.virus_backup),
+        primary: s.virus_primary.clone(),
+        backup: s.virus_backup.clone(),
         timeout: s.timeout,
         scan_timeout: s.timeout,
     };
@@ -198,17 +194,17 @@ async fn virus_scan(policy: &Policy, slot: &WorkerSlot, spool: &Spool) -> VirusO
 async fn spam_scan(policy: &Policy, slot: &WorkerSlot, envelope: &Envelope, spool: &Spool) -> SpamOutcome {
     let s = &policy.checks.scanners;
     let started = Instant::now();
-    let (scanner, result) = if let Some(ep) = s.spamd.as_deref().and_then(|e| Endpoint::parse(e).ok()) {
+    let (scanner, result) = if let Some(ep) = &s.spamd {
         let cfg = spamd::SpamdConfig {
-            endpoint: ep,
+            endpoint: ep.clone(),
             timeout: s.timeout,
             max_size: s.spam_max_size,
             user: None,
         };
         (Scanner::Spamd, spamd::check(&cfg, spool).await)
-    } else if let Some(ep) = s.rspamd.as_deref().and_then(|e| Endpoint::parse(e).ok()) {
+    } else if let Some(ep) = &s.rspamd {
         let cfg = rspamd::RspamdConfig {
-            endpoint: ep,
+            endpoint: ep.clone(),
             timeout: s.timeout,
             max_size: s.spam_max_size,
         };

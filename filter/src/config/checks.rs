@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Validator;
+use super::endpoint::Endpoint;
 use super::recipient::{Destinies, Destiny, RecipientPolicy};
 
 // Not `deny_unknown_fields`: serde cannot combine it with `flatten`; the flattened
@@ -126,17 +127,17 @@ impl Lookup {
     }
 }
 
-/// The scanners of a policy bank (endpoints as written; the scanner clients parse them).
+/// The scanners of a policy bank, their endpoints parsed at load.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scanners {
     /// clamd endpoints tried first.
-    pub virus_primary: Vec<String>,
+    pub virus_primary: Vec<Endpoint>,
     /// clamd endpoints tried when every primary failed.
-    pub virus_backup: Vec<String>,
+    pub virus_backup: Vec<Endpoint>,
     /// spamd.
-    pub spamd: Option<String>,
+    pub spamd: Option<Endpoint>,
     /// rspamd.
-    pub rspamd: Option<String>,
+    pub rspamd: Option<Endpoint>,
     /// Bound on one scanner request.
     pub timeout: Duration,
     /// Messages larger are not given to the spam scanner (spamc's habit).
@@ -234,44 +235,16 @@ fn default_banned_names() -> Vec<&'static str> {
     ]
 }
 
-fn endpoint_ok(s: &str) -> bool {
-    if let Some(p) = s.strip_prefix("unix:") {
-        return p.starts_with('/');
-    }
-    let s = s.strip_prefix("tcp:").unwrap_or(s);
-    let port = if let Some(rest) = s.strip_prefix('[') {
-        rest.split_once("]:").map(|(_, p)| p)
-    } else {
-        s.rsplit_once(':').map(|(_, p)| p)
-    };
-    port.is_some_and(|p| p.parse::<u16>().is_ok())
-}
-
 impl Validator<'_> {
     pub(super) fn checks(&mut self, policy: &str, raw: &RawChecks) -> Checks {
         let k = |f: &str| format!("policy.{policy}.checks.{f}");
         for key in raw.defaults.unknown.keys() {
             self.problem_at_key(&k(key), key, "unknown key");
         }
-        for (field, list) in [
-            ("virus_scanners", &raw.virus_scanners),
-            ("virus_scanners_backup", &raw.virus_scanners_backup),
-        ] {
-            for (i, e) in list.iter().enumerate() {
-                if !endpoint_ok(e.get_ref()) {
-                    self.problem(
-                        &format!("{}[{i}]", k(field)),
-                        e,
-                        "expected tcp:host:port, host:port or unix:/path",
-                    );
-                }
-            }
-        }
-        for (field, e) in [("spamd", &raw.spamd), ("rspamd", &raw.rspamd)] {
-            if let Some(e) = e.as_ref().filter(|e| !endpoint_ok(e.get_ref())) {
-                self.problem(&k(field), e, "expected tcp:host:port, host:port or unix:/path");
-            }
-        }
+        let virus_primary = self.endpoints(&k("virus_scanners"), &raw.virus_scanners);
+        let virus_backup = self.endpoints(&k("virus_scanners_backup"), &raw.virus_scanners_backup);
+        let spamd = raw.spamd.as_ref().and_then(|e| self.endpoint(&k("spamd"), e));
+        let rspamd = raw.rspamd.as_ref().and_then(|e| self.endpoint(&k("rspamd"), e));
         let timeout = raw
             .scanner_timeout
             .as_ref()
@@ -419,10 +392,10 @@ impl Validator<'_> {
             .collect();
         Checks {
             scanners: Scanners {
-                virus_primary: raw.virus_scanners.iter().map(|s| s.get_ref().clone()).collect(),
-                virus_backup: raw.virus_scanners_backup.iter().map(|s| s.get_ref().clone()).collect(),
-                spamd: raw.spamd.as_ref().map(|s| s.get_ref().clone()),
-                rspamd: raw.rspamd.as_ref().map(|s| s.get_ref().clone()),
+                virus_primary,
+                virus_backup,
+                spamd,
+                rspamd,
                 timeout: Duration::from_secs(timeout as u64),
                 spam_max_size: spam_max_size as u64,
             },
@@ -435,6 +408,22 @@ impl Validator<'_> {
             defaults,
             overrides,
         }
+    }
+}
+
+impl Validator<'_> {
+    /// A scanner endpoint, parsed once here; a refused one is a problem at its line.
+    fn endpoint(&mut self, key: &str, e: &Spanned<String>) -> Option<Endpoint> {
+        Endpoint::parse(e.get_ref())
+            .map_err(|why| self.problem(key, e, why.to_string()))
+            .ok()
+    }
+
+    fn endpoints(&mut self, key: &str, list: &[Spanned<String>]) -> Vec<Endpoint> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, e)| self.endpoint(&format!("{key}[{i}]"), e))
+            .collect()
     }
 }
 

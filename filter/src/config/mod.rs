@@ -16,6 +16,7 @@ use crate::message::EventSink;
 use target::Target;
 
 pub mod checks;
+pub mod endpoint;
 pub mod recipient;
 pub mod target;
 

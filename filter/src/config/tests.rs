@@ -181,3 +181,42 @@ fn the_daemon_section_names_the_user_to_become_and_defaults_to_a_private_umask_w
         "{shown:?}"
     );
 }
+
+/// Issue 12: the config accepted scanner endpoints (port 0, no host, an unbracketed IPv6
+/// address) that the scanner clients then refused for every message and silently dropped,
+/// so the message went unscanned. One grammar now: refused at load, with line and key.
+#[test]
+fn scanner_endpoints_the_clients_cannot_use_are_refused_at_load_with_line_and_key() {
+    let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n\n[policy.default.checks]\nvirus_scanners = [\"tcp:127.0.0.1:0\"]\nvirus_scanners_backup = [\"tcp::3310\"]\nspamd = \"::1:783\"\nrspamd = \"unix:relative\"\n";
+    let Err(ConfigError::Invalid(problems)) = Config::parse(text, "c.toml") else {
+        panic!("accepted")
+    };
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    for (line, key, why) in [
+        (12, "virus_scanners[0]", "port 0"),
+        (13, "virus_scanners_backup[0]", "no host"),
+        (14, "spamd", "brackets"),
+        (15, "rspamd", "absolute"),
+    ] {
+        let want = format!("c.toml:{line}: policy.default.checks.{key}: ");
+        assert!(
+            shown.iter().any(|p| p.starts_with(&want) && p.contains(why)),
+            "{want} {why}: {shown:?}"
+        );
+    }
+}
+
+/// The endpoints are parsed once, at load: the checks get typed endpoints.
+#[test]
+fn scanner_endpoints_are_parsed_at_load() {
+    let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n\n[policy.default.checks]\nvirus_scanners = [\"127.0.0.1:3310\"]\nvirus_scanners_backup = [\"unix:/run/clamav/clamd.ctl\"]\nspamd = \"[::1]:783\"\n";
+    let c = Config::parse(text, "c.toml").unwrap();
+    let s = &c.policy("default").unwrap().checks.scanners;
+    assert_eq!(s.virus_primary, vec![endpoint::Endpoint::Tcp("127.0.0.1".into(), 3310)]);
+    assert_eq!(
+        s.virus_backup,
+        vec![endpoint::Endpoint::Unix("/run/clamav/clamd.ctl".into())]
+    );
+    assert_eq!(s.spamd, Some(endpoint::Endpoint::Tcp("::1".into(), 783)));
+    assert_eq!(s.rspamd, None);
+}
