@@ -163,17 +163,20 @@ pub struct Checks {
     /// each recipient's blocking category, else its main one.
     pub quarantine: Vec<agent_mib::ContentCategory>,
     defaults: RecipientPolicy,
-    overrides: Vec<(Lookup, RawRecipient)>,
+    /// Each `[[...recipients]]` entry compiled at load: its settings over the defaults.
+    overrides: Vec<(Lookup, RecipientPolicy)>,
 }
 
 impl Checks {
     /// The settings of `address` (first matching `[[...recipients]]` entry over the defaults).
     pub fn recipient(&self, address: &str, local: bool) -> RecipientPolicy {
-        let mut p = self.defaults.clone();
+        let mut p = self
+            .overrides
+            .iter()
+            .find(|(l, _)| l.matches(address))
+            .map_or(&self.defaults, |(_, p)| p)
+            .clone();
         p.local = local;
-        if let Some((_, o)) = self.overrides.iter().find(|(l, _)| l.matches(address)) {
-            apply(&mut p, o);
-        }
         p
     }
 
@@ -387,7 +390,9 @@ impl Validator<'_> {
                     self.problem_at_key(&format!("{}[{i}].{key}", k("recipients")), key, "unknown key");
                 }
                 let lookup = Lookup(o.matches.get_ref().iter().map(|m| m.to_ascii_lowercase()).collect());
-                (lookup, o.settings.clone())
+                let mut p = defaults.clone();
+                apply(&mut p, &o.settings);
+                (lookup, p)
             })
             .collect();
         Checks {

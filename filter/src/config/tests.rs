@@ -220,3 +220,15 @@ fn scanner_endpoints_are_parsed_at_load() {
     assert_eq!(s.spamd, Some(endpoint::Endpoint::Tcp("::1".into(), 783)));
     assert_eq!(s.rspamd, None);
 }
+
+/// Every default lives in one place (`config::defaults` and the `Default` impls of the
+/// policy types); the embedded `default.toml` writes many of them out for the reader.
+/// Both must say the same: the embedded file configures exactly what a file giving only
+/// the required keys does.
+#[test]
+fn the_embedded_default_config_and_the_built_in_defaults_agree() {
+    let minimal = "[daemon]\nstate_dir = \"avis-state\"\nmax_servers = 8\n\n[[listen]]\naddress = \"127.0.0.1:10024\"\n\n[policy.default]\nforward = \"smtp:[127.0.0.1]:10025\"\n";
+    let embedded = Config::parse(DEFAULT_TOML, "same").unwrap();
+    let built_in = Config::parse(minimal, "same").unwrap();
+    assert_eq!(format!("{embedded:#?}"), format!("{built_in:#?}"));
+}
