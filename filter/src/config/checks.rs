@@ -8,9 +8,9 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Validator;
 use super::endpoint::Endpoint;
 use super::recipient::{Destinies, Destiny, RecipientPolicy};
+use super::{Validator, defaults};
 
 // Not `deny_unknown_fields`: serde cannot combine it with `flatten`; the flattened
 // recipient defaults collect what nobody knows, and the validator reports those.
@@ -230,14 +230,6 @@ fn apply(p: &mut RecipientPolicy, r: &RawRecipient) {
     }
 }
 
-/// amavisd's (Debian's) default banned rules.
-fn default_banned_names() -> Vec<&'static str> {
-    vec![
-        r"(?i).\.(pif|scr)$",
-        r"(?i)\.[^./]*[A-Za-z][^./]*\.\s*(exe|vbs|pif|scr|bat|cmd|com|cpl|dll)[.\s]*$",
-    ]
-}
-
 impl Validator<'_> {
     pub(super) fn checks(&mut self, policy: &str, raw: &RawChecks) -> Checks {
         let k = |f: &str| format!("policy.{policy}.checks.{f}");
@@ -248,18 +240,17 @@ impl Validator<'_> {
         let virus_backup = self.endpoints(&k("virus_scanners_backup"), &raw.virus_scanners_backup);
         let spamd = raw.spamd.as_ref().and_then(|e| self.endpoint(&k("spamd"), e));
         let rspamd = raw.rspamd.as_ref().and_then(|e| self.endpoint(&k("rspamd"), e));
-        let timeout = raw
-            .scanner_timeout
-            .as_ref()
-            .map_or(60, |t| self.range(&k("scanner_timeout"), t, 1, 290));
-        let spam_max_size = raw
-            .spam_max_size
-            .as_ref()
-            .map_or(512_000, |t| self.range(&k("spam_max_size"), t, 1, i64::MAX));
-        let oversize_limit = raw
-            .oversize_limit
-            .as_ref()
-            .map_or(0, |t| self.range(&k("oversize_limit"), t, 0, i64::MAX));
+        let timeout = self.param(
+            &k("scanner_timeout"),
+            raw.scanner_timeout.as_ref(),
+            defaults::SCANNER_TIMEOUT,
+        );
+        let spam_max_size = self.param(&k("spam_max_size"), raw.spam_max_size.as_ref(), defaults::SPAM_MAX_SIZE);
+        let oversize_limit = self.param(
+            &k("oversize_limit"),
+            raw.oversize_limit.as_ref(),
+            defaults::OVERSIZE_LIMIT,
+        );
         let mut destinies = Destinies::default();
         for (field, v, dst) in [
             ("final_virus_destiny", &raw.final_virus_destiny, &mut destinies.virus),
@@ -313,7 +304,7 @@ impl Validator<'_> {
             ),
             None => regexes(
                 "banned_names",
-                default_banned_names()
+                defaults::BANNED_NAMES
                     .into_iter()
                     .map(|s| (s.to_string(), None))
                     .collect(),
@@ -329,25 +320,17 @@ impl Validator<'_> {
         let banned = BannedRules {
             allow,
             names,
-            types: raw.banned_types.clone().unwrap_or_else(|| vec!["exe-ms".into()]),
-            mime_types: raw.banned_mime_types.clone().unwrap_or_else(|| {
-                [
-                    "application/x-msdownload",
-                    "application/x-msdos-program",
-                    "application/hta",
-                ]
-                .map(String::from)
-                .to_vec()
-            }),
+            types: raw
+                .banned_types
+                .clone()
+                .unwrap_or_else(|| defaults::BANNED_TYPES.map(String::from).to_vec()),
+            mime_types: raw
+                .banned_mime_types
+                .clone()
+                .unwrap_or_else(|| defaults::BANNED_MIME_TYPES.map(String::from).to_vec()),
         };
         let quarantine = match &raw.quarantine {
-            // Bad-header mail is mostly legitimate mail from sloppy software; amavisd can
-            // quarantine it too, but a copy of each would fill the disk: opt in.
-            None => vec![
-                agent_mib::ContentCategory::Virus,
-                agent_mib::ContentCategory::Banned,
-                agent_mib::ContentCategory::Spam,
-            ],
+            None => defaults::QUARANTINE.to_vec(),
             Some(list) => list
                 .iter()
                 .enumerate()
@@ -404,9 +387,11 @@ impl Validator<'_> {
                 timeout: Duration::from_secs(timeout as u64),
                 spam_max_size: spam_max_size as u64,
             },
-            virus_failure_tempfails: raw.virus_scanners_failure_is_fatal.unwrap_or(true),
+            virus_failure_tempfails: raw
+                .virus_scanners_failure_is_fatal
+                .unwrap_or(defaults::VIRUS_SCANNERS_FAILURE_IS_FATAL),
             banned,
-            bad_header_checks: raw.bad_header_checks.unwrap_or(true),
+            bad_header_checks: raw.bad_header_checks.unwrap_or(defaults::BAD_HEADER_CHECKS),
             destinies,
             oversize_limit: oversize_limit as u64,
             quarantine,

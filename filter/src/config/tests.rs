@@ -232,3 +232,15 @@ fn the_embedded_default_config_and_the_built_in_defaults_agree() {
     let built_in = Config::parse(minimal, "same").unwrap();
     assert_eq!(format!("{embedded:#?}"), format!("{built_in:#?}"));
 }
+
+/// A listener that names no bank applies `default`; when there is none, the problem is
+/// reported at the listener (the absent key has no line of its own).
+#[test]
+fn a_listener_without_a_policy_applies_the_default_bank_and_is_reported_at_its_address() {
+    let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.other]\nforward = \"smtp:[h]:1\"\n";
+    let Err(ConfigError::Invalid(problems)) = Config::parse(text, "c.toml") else {
+        panic!("accepted")
+    };
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, vec!["c.toml:6: listen[0].policy: no [policy.default]"]);
+}
