@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use agent_mib::{Counter, ScanResult, Scanner, Stage, WorkerSlot, WorkerState};
 
-use super::endpoint::{Endpoint, ScanError};
+use super::endpoint::ScanError;
 use super::{Outcomes, SpamOutcome, Unchecked, VirusOutcome, headers};
 use super::{clamd, rspamd, spamd};
 use crate::config::Policy;
+use crate::config::checks::Scanners;
 use crate::config::recipient::RecipientPolicy;
 use crate::decode::{self, Decoded};
 use crate::message::Envelope;
@@ -160,15 +161,11 @@ pub async fn run(
     (spool, Ok(run))
 }
 
-fn endpoints(list: &[String]) -> Vec<Endpoint> {
-    list.iter().filter_map(|e| Endpoint::parse(e).ok()).collect()
-}
-
 async fn virus_scan(policy: &Policy, slot: &WorkerSlot, spool: &Spool) -> VirusOutcome {
     let s = &policy.checks.scanners;
     let cfg = clamd::ClamdConfig {
-        primary: endpoints(&s.virus_primary),
-        backup: endpoints(&s.virus_backup),
+        primary: s.virus_primary.clone(),
+        backup: s.virus_backup.clone(),
         timeout: s.timeout,
         scan_timeout: s.timeout,
     };
@@ -195,38 +192,67 @@ async fn virus_scan(policy: &Policy, slot: &WorkerSlot, spool: &Spool) -> VirusO
     }
 }
 
+/// The spam scanners in one shape: which one, the counter it reports under, and how it
+/// is asked. A new spam scanner is a variant here and a client module beside spamd and
+/// rspamd. When both are configured, spamd is asked (the first, as before).
+enum SpamScanner {
+    Spamd(spamd::SpamdConfig),
+    Rspamd(rspamd::RspamdConfig),
+}
+
+impl SpamScanner {
+    /// The bank's spam scanner, if any.
+    fn of(s: &Scanners) -> Option<SpamScanner> {
+        if let Some(ep) = &s.spamd {
+            return Some(SpamScanner::Spamd(spamd::SpamdConfig {
+                endpoint: ep.clone(),
+                timeout: s.timeout,
+                max_size: s.spam_max_size,
+                user: None,
+            }));
+        }
+        s.rspamd.as_ref().map(|ep| {
+            SpamScanner::Rspamd(rspamd::RspamdConfig {
+                endpoint: ep.clone(),
+                timeout: s.timeout,
+                max_size: s.spam_max_size,
+            })
+        })
+    }
+
+    /// The scanner its health is counted under.
+    fn id(&self) -> Scanner {
+        match self {
+            SpamScanner::Spamd(_) => Scanner::Spamd,
+            SpamScanner::Rspamd(_) => Scanner::Rspamd,
+        }
+    }
+
+    async fn check(&self, envelope: &Envelope, spool: &Spool) -> Result<spamd::SpamVerdict, ScanError> {
+        match self {
+            SpamScanner::Spamd(cfg) => spamd::check(cfg, spool).await,
+            SpamScanner::Rspamd(cfg) => {
+                // rspamd scores with the envelope too (SPF, per-recipient settings).
+                let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.address.clone()).collect();
+                let client = envelope.xforward.addr.as_deref();
+                rspamd::check(cfg, spool, &envelope.mail_from, &rcpts, client).await
+            }
+        }
+    }
+}
+
 async fn spam_scan(policy: &Policy, slot: &WorkerSlot, envelope: &Envelope, spool: &Spool) -> SpamOutcome {
-    let s = &policy.checks.scanners;
-    let started = Instant::now();
-    let (scanner, result) = if let Some(ep) = s.spamd.as_deref().and_then(|e| Endpoint::parse(e).ok()) {
-        let cfg = spamd::SpamdConfig {
-            endpoint: ep,
-            timeout: s.timeout,
-            max_size: s.spam_max_size,
-            user: None,
-        };
-        (Scanner::Spamd, spamd::check(&cfg, spool).await)
-    } else if let Some(ep) = s.rspamd.as_deref().and_then(|e| Endpoint::parse(e).ok()) {
-        let cfg = rspamd::RspamdConfig {
-            endpoint: ep,
-            timeout: s.timeout,
-            max_size: s.spam_max_size,
-        };
-        let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.address.clone()).collect();
-        let client = envelope.xforward.addr.as_deref();
-        (
-            Scanner::Rspamd,
-            rspamd::check(&cfg, spool, &envelope.mail_from, &rcpts, client).await,
-        )
-    } else {
+    let Some(scanner) = SpamScanner::of(&policy.checks.scanners) else {
         return SpamOutcome::NotScanned;
     };
+    let started = Instant::now();
+    let result = scanner.check(envelope, spool).await;
     let health = match &result {
         Ok(_) => ScanResult::Ok,
         Err(e) if e.is_timeout() => ScanResult::Timeout,
         Err(_) => ScanResult::Error,
     };
-    slot.scanner(scanner, health, started.elapsed());
+    slot.scanner(scanner.id(), health, started.elapsed());
     match result {
         Ok(v) => SpamOutcome::Scored {
             score: v.score,

@@ -8,8 +8,9 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Validator;
+use super::endpoint::Endpoint;
 use super::recipient::{Destinies, Destiny, RecipientPolicy};
+use super::{Validator, defaults};
 
 // Not `deny_unknown_fields`: serde cannot combine it with `flatten`; the flattened
 // recipient defaults collect what nobody knows, and the validator reports those.
@@ -126,17 +127,17 @@ impl Lookup {
     }
 }
 
-/// The scanners of a policy bank (endpoints as written; the scanner clients parse them).
+/// The scanners of a policy bank, their endpoints parsed at load.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scanners {
     /// clamd endpoints tried first.
-    pub virus_primary: Vec<String>,
+    pub virus_primary: Vec<Endpoint>,
     /// clamd endpoints tried when every primary failed.
-    pub virus_backup: Vec<String>,
+    pub virus_backup: Vec<Endpoint>,
     /// spamd.
-    pub spamd: Option<String>,
+    pub spamd: Option<Endpoint>,
     /// rspamd.
-    pub rspamd: Option<String>,
+    pub rspamd: Option<Endpoint>,
     /// Bound on one scanner request.
     pub timeout: Duration,
     /// Messages larger are not given to the spam scanner (spamc's habit).
@@ -162,17 +163,20 @@ pub struct Checks {
     /// each recipient's blocking category, else its main one.
     pub quarantine: Vec<agent_mib::ContentCategory>,
     defaults: RecipientPolicy,
-    overrides: Vec<(Lookup, RawRecipient)>,
+    /// Each `[[...recipients]]` entry compiled at load: its settings over the defaults.
+    overrides: Vec<(Lookup, RecipientPolicy)>,
 }
 
 impl Checks {
     /// The settings of `address` (first matching `[[...recipients]]` entry over the defaults).
     pub fn recipient(&self, address: &str, local: bool) -> RecipientPolicy {
-        let mut p = self.defaults.clone();
+        let mut p = self
+            .overrides
+            .iter()
+            .find(|(l, _)| l.matches(address))
+            .map_or(&self.defaults, |(_, p)| p)
+            .clone();
         p.local = local;
-        if let Some((_, o)) = self.overrides.iter().find(|(l, _)| l.matches(address)) {
-            apply(&mut p, o);
-        }
         p
     }
 
@@ -226,64 +230,27 @@ fn apply(p: &mut RecipientPolicy, r: &RawRecipient) {
     }
 }
 
-/// amavisd's (Debian's) default banned rules.
-fn default_banned_names() -> Vec<&'static str> {
-    vec![
-        r"(?i).\.(pif|scr)$",
-        r"(?i)\.[^./]*[A-Za-z][^./]*\.\s*(exe|vbs|pif|scr|bat|cmd|com|cpl|dll)[.\s]*$",
-    ]
-}
-
-fn endpoint_ok(s: &str) -> bool {
-    if let Some(p) = s.strip_prefix("unix:") {
-        return p.starts_with('/');
-    }
-    let s = s.strip_prefix("tcp:").unwrap_or(s);
-    let port = if let Some(rest) = s.strip_prefix('[') {
-        rest.split_once("]:").map(|(_, p)| p)
-    } else {
-        s.rsplit_once(':').map(|(_, p)| p)
-    };
-    port.is_some_and(|p| p.parse::<u16>().is_ok())
-}
-
 impl Validator<'_> {
     pub(super) fn checks(&mut self, policy: &str, raw: &RawChecks) -> Checks {
         let k = |f: &str| format!("policy.{policy}.checks.{f}");
         for key in raw.defaults.unknown.keys() {
             self.problem_at_key(&k(key), key, "unknown key");
         }
-        for (field, list) in [
-            ("virus_scanners", &raw.virus_scanners),
-            ("virus_scanners_backup", &raw.virus_scanners_backup),
-        ] {
-            for (i, e) in list.iter().enumerate() {
-                if !endpoint_ok(e.get_ref()) {
-                    self.problem(
-                        &format!("{}[{i}]", k(field)),
-                        e,
-                        "expected tcp:host:port, host:port or unix:/path",
-                    );
-                }
-            }
-        }
-        for (field, e) in [("spamd", &raw.spamd), ("rspamd", &raw.rspamd)] {
-            if let Some(e) = e.as_ref().filter(|e| !endpoint_ok(e.get_ref())) {
-                self.problem(&k(field), e, "expected tcp:host:port, host:port or unix:/path");
-            }
-        }
-        let timeout = raw
-            .scanner_timeout
-            .as_ref()
-            .map_or(60, |t| self.range(&k("scanner_timeout"), t, 1, 290));
-        let spam_max_size = raw
-            .spam_max_size
-            .as_ref()
-            .map_or(512_000, |t| self.range(&k("spam_max_size"), t, 1, i64::MAX));
-        let oversize_limit = raw
-            .oversize_limit
-            .as_ref()
-            .map_or(0, |t| self.range(&k("oversize_limit"), t, 0, i64::MAX));
+        let virus_primary = self.endpoints(&k("virus_scanners"), &raw.virus_scanners);
+        let virus_backup = self.endpoints(&k("virus_scanners_backup"), &raw.virus_scanners_backup);
+        let spamd = raw.spamd.as_ref().and_then(|e| self.endpoint(&k("spamd"), e));
+        let rspamd = raw.rspamd.as_ref().and_then(|e| self.endpoint(&k("rspamd"), e));
+        let timeout = self.param(
+            &k("scanner_timeout"),
+            raw.scanner_timeout.as_ref(),
+            defaults::SCANNER_TIMEOUT,
+        );
+        let spam_max_size = self.param(&k("spam_max_size"), raw.spam_max_size.as_ref(), defaults::SPAM_MAX_SIZE);
+        let oversize_limit = self.param(
+            &k("oversize_limit"),
+            raw.oversize_limit.as_ref(),
+            defaults::OVERSIZE_LIMIT,
+        );
         let mut destinies = Destinies::default();
         for (field, v, dst) in [
             ("final_virus_destiny", &raw.final_virus_destiny, &mut destinies.virus),
@@ -337,7 +304,7 @@ impl Validator<'_> {
             ),
             None => regexes(
                 "banned_names",
-                default_banned_names()
+                defaults::BANNED_NAMES
                     .into_iter()
                     .map(|s| (s.to_string(), None))
                     .collect(),
@@ -353,25 +320,17 @@ impl Validator<'_> {
         let banned = BannedRules {
             allow,
             names,
-            types: raw.banned_types.clone().unwrap_or_else(|| vec!["exe-ms".into()]),
-            mime_types: raw.banned_mime_types.clone().unwrap_or_else(|| {
-                [
-                    "application/x-msdownload",
-                    "application/x-msdos-program",
-                    "application/hta",
-                ]
-                .map(String::from)
-                .to_vec()
-            }),
+            types: raw
+                .banned_types
+                .clone()
+                .unwrap_or_else(|| defaults::BANNED_TYPES.map(String::from).to_vec()),
+            mime_types: raw
+                .banned_mime_types
+                .clone()
+                .unwrap_or_else(|| defaults::BANNED_MIME_TYPES.map(String::from).to_vec()),
         };
         let quarantine = match &raw.quarantine {
-            // Bad-header mail is mostly legitimate mail from sloppy software; amavisd can
-            // quarantine it too, but a copy of each would fill the disk: opt in.
-            None => vec![
-                agent_mib::ContentCategory::Virus,
-                agent_mib::ContentCategory::Banned,
-                agent_mib::ContentCategory::Spam,
-            ],
+            None => defaults::QUARANTINE.to_vec(),
             Some(list) => list
                 .iter()
                 .enumerate()
@@ -414,27 +373,47 @@ impl Validator<'_> {
                     self.problem_at_key(&format!("{}[{i}].{key}", k("recipients")), key, "unknown key");
                 }
                 let lookup = Lookup(o.matches.get_ref().iter().map(|m| m.to_ascii_lowercase()).collect());
-                (lookup, o.settings.clone())
+                let mut p = defaults.clone();
+                apply(&mut p, &o.settings);
+                (lookup, p)
             })
             .collect();
         Checks {
             scanners: Scanners {
-                virus_primary: raw.virus_scanners.iter().map(|s| s.get_ref().clone()).collect(),
-                virus_backup: raw.virus_scanners_backup.iter().map(|s| s.get_ref().clone()).collect(),
-                spamd: raw.spamd.as_ref().map(|s| s.get_ref().clone()),
-                rspamd: raw.rspamd.as_ref().map(|s| s.get_ref().clone()),
+                virus_primary,
+                virus_backup,
+                spamd,
+                rspamd,
                 timeout: Duration::from_secs(timeout as u64),
                 spam_max_size: spam_max_size as u64,
             },
-            virus_failure_tempfails: raw.virus_scanners_failure_is_fatal.unwrap_or(true),
+            virus_failure_tempfails: raw
+                .virus_scanners_failure_is_fatal
+                .unwrap_or(defaults::VIRUS_SCANNERS_FAILURE_IS_FATAL),
             banned,
-            bad_header_checks: raw.bad_header_checks.unwrap_or(true),
+            bad_header_checks: raw.bad_header_checks.unwrap_or(defaults::BAD_HEADER_CHECKS),
             destinies,
             oversize_limit: oversize_limit as u64,
             quarantine,
             defaults,
             overrides,
         }
+    }
+}
+
+impl Validator<'_> {
+    /// A scanner endpoint, parsed once here; a refused one is a problem at its line.
+    fn endpoint(&mut self, key: &str, e: &Spanned<String>) -> Option<Endpoint> {
+        Endpoint::parse(e.get_ref())
+            .map_err(|why| self.problem(key, e, why.to_string()))
+            .ok()
+    }
+
+    fn endpoints(&mut self, key: &str, list: &[Spanned<String>]) -> Vec<Endpoint> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, e)| self.endpoint(&format!("{key}[{i}]"), e))
+            .collect()
     }
 }
 

@@ -16,6 +16,8 @@ use crate::message::EventSink;
 use target::Target;
 
 pub mod checks;
+pub mod defaults;
+pub mod endpoint;
 pub mod recipient;
 pub mod target;
 
@@ -84,22 +86,18 @@ struct RawDaemon {
     scoreboard_group: Option<Spanned<String>>,
     quarantine_dir: Option<Spanned<String>>,
     max_servers: Spanned<i64>,
-    #[serde(default = "default_threshold")]
-    spool_memory_threshold: Spanned<i64>,
+    spool_memory_threshold: Option<Spanned<i64>>,
     #[serde(default)]
     snmp_contact: String,
     #[serde(default)]
     snmp_location: String,
-    #[serde(default = "default_events")]
-    events: Spanned<String>,
-    #[serde(default = "default_drain")]
-    drain_timeout: Spanned<i64>,
+    events: Option<Spanned<String>>,
+    drain_timeout: Option<Spanned<i64>>,
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
     #[serde(default)]
     allow_root: bool,
-    #[serde(default = "default_umask")]
-    umask: Spanned<i64>,
+    umask: Option<Spanned<i64>>,
 }
 
 /// A group's gid, from its name or number.
@@ -113,46 +111,22 @@ fn group_id(name: &str) -> Option<u32> {
         .map(|g| g.gid.as_raw())
 }
 
-fn default_threshold() -> Spanned<i64> {
-    Spanned::new(0..0, 1 << 20)
-}
-fn default_events() -> Spanned<String> {
-    Spanned::new(0..0, "stdout".into())
-}
-fn default_drain() -> Spanned<i64> {
-    Spanned::new(0..0, 60)
-}
-fn default_umask() -> Spanned<i64> {
-    // amavisd's default: nothing for others, no writing for the group.
-    Spanned::new(0..0, 0o027)
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawListen {
     address: Spanned<String>,
-    #[serde(default = "default_policy_name")]
-    policy: Spanned<String>,
-}
-
-fn default_policy_name() -> Spanned<String> {
-    Spanned::new(0..0, "default".into())
+    policy: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     forward: Spanned<String>,
-    #[serde(default = "zero")]
-    message_size_limit: Spanned<i64>,
-    #[serde(default = "default_rcpt_limit")]
-    recipient_limit: Spanned<i64>,
-    #[serde(default = "default_idle")]
-    idle_timeout: Spanned<i64>,
-    #[serde(default = "default_data")]
-    data_timeout: Spanned<i64>,
-    #[serde(default = "default_forward_timeout")]
-    forward_timeout: Spanned<i64>,
+    message_size_limit: Option<Spanned<i64>>,
+    recipient_limit: Option<Spanned<i64>>,
+    idle_timeout: Option<Spanned<i64>>,
+    data_timeout: Option<Spanned<i64>>,
+    forward_timeout: Option<Spanned<i64>>,
     #[serde(default)]
     local_domains: Vec<Spanned<String>>,
     #[serde(default)]
@@ -161,22 +135,6 @@ struct RawPolicy {
     originating: bool,
     #[serde(default)]
     checks: checks::RawChecks,
-}
-
-fn zero() -> Spanned<i64> {
-    Spanned::new(0..0, 0)
-}
-fn default_rcpt_limit() -> Spanned<i64> {
-    Spanned::new(0..0, 1100)
-}
-fn default_idle() -> Spanned<i64> {
-    Spanned::new(0..0, 240)
-}
-fn default_data() -> Spanned<i64> {
-    Spanned::new(0..0, 150)
-}
-fn default_forward_timeout() -> Spanned<i64> {
-    Spanned::new(0..0, 240)
 }
 
 /// Where a listener accepts connections.
@@ -430,6 +388,11 @@ impl Validator<'_> {
         x
     }
 
+    /// A number from the file, in its range, or its default when absent.
+    fn param(&mut self, key: &str, v: Option<&Spanned<i64>>, p: defaults::Param) -> i64 {
+        v.map_or(p.default, |v| self.range(key, v, p.min, p.max))
+    }
+
     fn config(&mut self, raw: RawConfig) -> Config {
         let d = &raw.daemon;
         let hostname = match &d.hostname {
@@ -462,10 +425,17 @@ impl Validator<'_> {
             1,
             agent_mib::layout::MAX_SLOTS as i64,
         ) as usize;
-        let spool_memory_threshold =
-            self.range("daemon.spool_memory_threshold", &d.spool_memory_threshold, 0, 1 << 30) as usize;
-        let drain_timeout = Duration::from_secs(self.range("daemon.drain_timeout", &d.drain_timeout, 1, 3600) as u64);
-        let umask = self.range("daemon.umask", &d.umask, 0, 0o777) as u32;
+        let spool_memory_threshold = self.param(
+            "daemon.spool_memory_threshold",
+            d.spool_memory_threshold.as_ref(),
+            defaults::SPOOL_MEMORY_THRESHOLD,
+        ) as usize;
+        let drain_timeout = Duration::from_secs(self.param(
+            "daemon.drain_timeout",
+            d.drain_timeout.as_ref(),
+            defaults::DRAIN_TIMEOUT,
+        ) as u64);
+        let umask = self.param("daemon.umask", d.umask.as_ref(), defaults::UMASK) as u32;
         let mut name = |key: &str, v: &Option<Spanned<String>>| match v {
             Some(n) if n.get_ref().is_empty() || n.get_ref().contains(|c: char| c.is_whitespace() || c == ':') => {
                 self.problem(key, n, "must be a user or group name");
@@ -476,7 +446,7 @@ impl Validator<'_> {
         };
         let user = name("daemon.user", &d.user);
         let group = name("daemon.group", &d.group);
-        let events = match d.events.get_ref().as_str() {
+        let events = match d.events.as_ref().map_or(defaults::EVENTS, |e| e.get_ref().as_str()) {
             "stdout" => EventSink::Stdout,
             "stderr" => EventSink::Stderr,
             "syslog" => EventSink::Syslog,
@@ -484,11 +454,13 @@ impl Validator<'_> {
             other => match other.strip_prefix("file:") {
                 Some(p) if !p.is_empty() => EventSink::File(PathBuf::from(p)),
                 _ => {
-                    self.problem(
-                        "daemon.events",
-                        &d.events,
-                        "expected stdout, stderr, syslog, none or file:/path",
-                    );
+                    if let Some(e) = &d.events {
+                        self.problem(
+                            "daemon.events",
+                            e,
+                            "expected stdout, stderr, syslog, none or file:/path",
+                        );
+                    }
                     EventSink::None
                 }
             },
@@ -529,16 +501,23 @@ impl Validator<'_> {
                     }
                 }
             };
-            if !policies.contains_key(l.policy.get_ref()) {
-                self.problem(
-                    &format!("listen[{i}].policy"),
-                    &l.policy,
-                    format!("no [policy.{}]", l.policy.get_ref()),
-                );
+            let policy = l
+                .policy
+                .as_ref()
+                .map_or(defaults::POLICY_NAME, |p| p.get_ref().as_str());
+            if !policies.contains_key(policy) {
+                // An absent key is reported at its listener's address.
+                let line = self.line(l.policy.as_ref().map_or(l.address.span(), Spanned::span));
+                self.problems.push(Problem {
+                    file: self.file.to_string(),
+                    line,
+                    key: format!("listen[{i}].policy"),
+                    reason: format!("no [policy.{policy}]"),
+                });
             }
             listeners.push(Listener {
                 address,
-                policy: l.policy.get_ref().clone(),
+                policy: policy.to_string(),
             });
         }
         Config {
@@ -572,17 +551,19 @@ impl Validator<'_> {
                 Target::Pipe(vec!["/bin/false".into()])
             }
         };
-        let secs = |v: &mut Self, f: &str, s: &Spanned<i64>| Duration::from_secs(v.range(&k(f), s, 1, 3600) as u64);
-        let idle_timeout = secs(self, "idle_timeout", &p.idle_timeout);
-        let data_timeout = secs(self, "data_timeout", &p.data_timeout);
-        let forward_timeout = secs(self, "forward_timeout", &p.forward_timeout);
+        let secs = |v: &mut Self, f: &str, s: &Option<Spanned<i64>>, d: defaults::Param| {
+            Duration::from_secs(v.param(&k(f), s.as_ref(), d) as u64)
+        };
+        let idle_timeout = secs(self, "idle_timeout", &p.idle_timeout, defaults::IDLE_TIMEOUT);
+        let data_timeout = secs(self, "data_timeout", &p.data_timeout, defaults::DATA_TIMEOUT);
+        let forward_timeout = secs(self, "forward_timeout", &p.forward_timeout, defaults::FORWARD_TIMEOUT);
         // Postfix's smtp_*_timeout defaults are 300 s; ours must stay below so Postfix
         // never gives up on a transaction avisd is still completing.
         for (f, s, d) in [
             ("idle_timeout", &p.idle_timeout, idle_timeout),
             ("forward_timeout", &p.forward_timeout, forward_timeout),
         ] {
-            if d >= Duration::from_secs(300) {
+            if let Some(s) = s.as_ref().filter(|_| d >= Duration::from_secs(300)) {
                 self.problem(&k(f), s, "must stay below Postfix's 300 s smtp timeouts");
             }
         }
@@ -600,8 +581,16 @@ impl Validator<'_> {
         Policy {
             name: name.to_string(),
             forward,
-            message_size_limit: self.range(&k("message_size_limit"), &p.message_size_limit, 0, i64::MAX) as u64,
-            recipient_limit: self.range(&k("recipient_limit"), &p.recipient_limit, 1, 100_000) as usize,
+            message_size_limit: self.param(
+                &k("message_size_limit"),
+                p.message_size_limit.as_ref(),
+                defaults::MESSAGE_SIZE_LIMIT,
+            ) as u64,
+            recipient_limit: self.param(
+                &k("recipient_limit"),
+                p.recipient_limit.as_ref(),
+                defaults::RECIPIENT_LIMIT,
+            ) as usize,
             idle_timeout,
             data_timeout,
             forward_timeout,

@@ -181,3 +181,66 @@ fn the_daemon_section_names_the_user_to_become_and_defaults_to_a_private_umask_w
         "{shown:?}"
     );
 }
+
+/// Issue 12: the config accepted scanner endpoints (port 0, no host, an unbracketed IPv6
+/// address) that the scanner clients then refused for every message and silently dropped,
+/// so the message went unscanned. One grammar now: refused at load, with line and key.
+#[test]
+fn scanner_endpoints_the_clients_cannot_use_are_refused_at_load_with_line_and_key() {
+    let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n\n[policy.default.checks]\nvirus_scanners = [\"tcp:127.0.0.1:0\"]\nvirus_scanners_backup = [\"tcp::3310\"]\nspamd = \"::1:783\"\nrspamd = \"unix:relative\"\n";
+    let Err(ConfigError::Invalid(problems)) = Config::parse(text, "c.toml") else {
+        panic!("accepted")
+    };
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    for (line, key, why) in [
+        (12, "virus_scanners[0]", "port 0"),
+        (13, "virus_scanners_backup[0]", "no host"),
+        (14, "spamd", "brackets"),
+        (15, "rspamd", "absolute"),
+    ] {
+        let want = format!("c.toml:{line}: policy.default.checks.{key}: ");
+        assert!(
+            shown.iter().any(|p| p.starts_with(&want) && p.contains(why)),
+            "{want} {why}: {shown:?}"
+        );
+    }
+}
+
+/// The endpoints are parsed once, at load: the checks get typed endpoints.
+#[test]
+fn scanner_endpoints_are_parsed_at_load() {
+    let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.default]\nforward = \"smtp:[h]:1\"\n\n[policy.default.checks]\nvirus_scanners = [\"127.0.0.1:3310\"]\nvirus_scanners_backup = [\"unix:/run/clamav/clamd.ctl\"]\nspamd = \"[::1]:783\"\n";
+    let c = Config::parse(text, "c.toml").unwrap();
+    let s = &c.policy("default").unwrap().checks.scanners;
+    assert_eq!(s.virus_primary, vec![endpoint::Endpoint::Tcp("127.0.0.1".into(), 3310)]);
+    assert_eq!(
+        s.virus_backup,
+        vec![endpoint::Endpoint::Unix("/run/clamav/clamd.ctl".into())]
+    );
+    assert_eq!(s.spamd, Some(endpoint::Endpoint::Tcp("::1".into(), 783)));
+    assert_eq!(s.rspamd, None);
+}
+
+/// Every default lives in one place (`config::defaults` and the `Default` impls of the
+/// policy types); the embedded `default.toml` writes many of them out for the reader.
+/// Both must say the same: the embedded file configures exactly what a file giving only
+/// the required keys does.
+#[test]
+fn the_embedded_default_config_and_the_built_in_defaults_agree() {
+    let minimal = "[daemon]\nstate_dir = \"avis-state\"\nmax_servers = 8\n\n[[listen]]\naddress = \"127.0.0.1:10024\"\n\n[policy.default]\nforward = \"smtp:[127.0.0.1]:10025\"\n";
+    let embedded = Config::parse(DEFAULT_TOML, "same").unwrap();
+    let built_in = Config::parse(minimal, "same").unwrap();
+    assert_eq!(format!("{embedded:#?}"), format!("{built_in:#?}"));
+}
+
+/// A listener that names no bank applies `default`; when there is none, the problem is
+/// reported at the listener (the absent key has no line of its own).
+#[test]
+fn a_listener_without_a_policy_applies_the_default_bank_and_is_reported_at_its_address() {
+    let text = "[daemon]\nstate_dir = \"s\"\nmax_servers = 2\n\n[[listen]]\naddress = \"127.0.0.1:1\"\n\n[policy.other]\nforward = \"smtp:[h]:1\"\n";
+    let Err(ConfigError::Invalid(problems)) = Config::parse(text, "c.toml") else {
+        panic!("accepted")
+    };
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, vec!["c.toml:6: listen[0].policy: no [policy.default]"]);
+}
