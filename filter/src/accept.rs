@@ -1,6 +1,7 @@
 //! accept: the listeners (TCP v4/v6 and Unix sockets, each bound to a policy bank), the
 //! worker slots (at most `max_servers` sessions run, as amavisd's children; a client
-//! beyond them is accepted and told 421 at once, counted, never left in the backlog),
+//! beyond them is accepted, waits a short grace for a worker, then is told 421, counted,
+//! never left in the backlog),
 //! accept back-off and the drain on SIGTERM. What a connection is served with is the
 //! daemon's wiring ([`crate::daemon`]), reached through [`Serve`]: accept knows no stage.
 
@@ -19,8 +20,12 @@ use crate::config::{ListenAddress, Listener};
 use crate::message::Peer;
 use crate::message::Reply;
 
-/// How long a client beyond `max_servers` waits for a worker before it hears 421.
-const BUSY_GRACE: Duration = Duration::from_secs(1);
+/// How long a client beyond `max_servers` waits for a worker before it hears 421. Longer
+/// than Postfix keeps an idle connection in its cache (smtp_connection_cache_time_limit,
+/// 2 s), with room for a loaded machine: at 1 s, Postfix's avis-filter transport, at
+/// max_servers processes, was deferred under load (its own cached connections held the
+/// workers). Far below any client's greeting timeout (RFC 5321: 5 minutes).
+const BUSY_GRACE: Duration = Duration::from_secs(5);
 
 /// How long telling a client "all workers busy" may take before its socket is dropped.
 const BUSY_REPLY_LIMIT: Duration = Duration::from_secs(5);

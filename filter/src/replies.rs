@@ -185,7 +185,7 @@ pub fn shutting_down() -> Reply {
     Reply::new(421, (4, 3, 2), "Service shutting down, closing channel")
 }
 
-/// Every worker is busy (`max_servers` sessions): the client is told within a second rather than
+/// Every worker is busy (`max_servers` sessions): the client is told within a few seconds rather than
 /// left in the listen backlog until its own timeout, and its MTA retries later.
 pub fn all_workers_busy(host: &str) -> Reply {
     Reply::new(

@@ -13,16 +13,16 @@ use tests::{PATIENCE, TempDir, free_tcp_port, wait_for};
 
 fn greeting(port: u16) -> (String, BufReader<TcpStream>) {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line)
-        .expect("a greeting or a 421 within 10 s, not silence");
+        .expect("a greeting or a 421 within 30 s, not silence");
     (line, r)
 }
 
 #[test]
-fn a_client_beyond_max_servers_hears_421_within_a_second_and_is_counted() {
+fn a_client_beyond_max_servers_hears_421_after_a_short_grace_and_is_counted() {
     let dir = TempDir::new("hostile-busy");
     let backend = FakeMta::start(Behaviour::default());
     let port = free_tcp_port();
