@@ -109,9 +109,10 @@ mod tests {
     use crate::message::{Body, Recipient, XForward};
     use std::fs::File;
 
-    #[test]
-    fn a_copy_is_whole_with_its_envelope_and_spam_is_gzipped() {
-        let dir = std::env::temp_dir().join(format!("avis-quar-{}", std::process::id()));
+    /// A fresh directory named `tag`, a spooled one-line message in it, its envelope (to
+    /// `rcpts`) and ids with `mail_id`.
+    fn fixture(tag: &str, rcpts: &[&str], mail_id: &str) -> (PathBuf, Spool, Envelope, Ids) {
+        let dir = std::env::temp_dir().join(format!("avis-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let mut spool = Spool::new(
             SpoolConfig {
@@ -123,11 +124,14 @@ mod tests {
         spool.write(b"Subject: x\r\n\r\nbody\r\n").unwrap();
         let envelope = Envelope {
             mail_from: "a@x.org".into(),
-            recipients: vec![Recipient {
-                address: "b@y.org".into(),
-                orcpt: None,
-                notify: Default::default(),
-            }],
+            recipients: rcpts
+                .iter()
+                .map(|r| Recipient {
+                    address: (*r).into(),
+                    orcpt: None,
+                    notify: Default::default(),
+                })
+                .collect(),
             body: Body::SevenBit,
             smtputf8: false,
             ret: None,
@@ -139,8 +143,14 @@ mod tests {
         };
         let ids = Ids {
             log_id: "00000-01".into(),
-            mail_id: "AbCdEfGhIjKl".into(),
+            mail_id: mail_id.into(),
         };
+        (dir, spool, envelope, ids)
+    }
+
+    #[test]
+    fn a_copy_is_whole_with_its_envelope_and_spam_is_gzipped() {
+        let (dir, spool, envelope, ids) = fixture("quar", &["b@y.org"], "AbCdEfGhIjKl");
         let q = store(&dir, ContentCategory::Virus, &envelope, &["b@y.org"], &ids, &spool).unwrap();
         assert_eq!((q.relative.as_str(), q.quar_type), ("A/virus-AbCdEfGhIjKl", "F"));
         let text = fs::read_to_string(dir.join(&q.relative)).unwrap();
@@ -157,32 +167,7 @@ mod tests {
     #[test]
     fn quarantined_copies_are_private_files_in_private_directories() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("avis-quar-modes-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let mut spool = Spool::new(
-            SpoolConfig {
-                dir: dir.clone(),
-                memory_threshold: 1 << 20,
-            },
-            "q",
-        );
-        spool.write(b"Subject: x\r\n\r\nbody\r\n").unwrap();
-        let envelope = Envelope {
-            mail_from: "a@x.org".into(),
-            recipients: Vec::new(),
-            body: Body::SevenBit,
-            smtputf8: false,
-            ret: None,
-            envid: None,
-            declared_size: None,
-            xforward: XForward::default(),
-            helo: "h".into(),
-            lmtp: false,
-        };
-        let ids = Ids {
-            log_id: "00000-01".into(),
-            mail_id: "ZyXwVuTsRqPo".into(),
-        };
+        let (dir, spool, envelope, ids) = fixture("quar-modes", &[], "ZyXwVuTsRqPo");
         let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
         for category in [ContentCategory::Virus, ContentCategory::Spam] {
             let q = store(&dir, category, &envelope, &[], &ids, &spool).unwrap();
